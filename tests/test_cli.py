@@ -46,7 +46,7 @@ def test_qc_maps_and_files_written(pred_dir, sample_dir, tmp_path, capsys):
         assert data.shape == (256, 256)
     assert set(np.unique(tifffile.imread(out / "nuclei_02_error.tif"))) <= set(range(6))
     rows = (out / "qc_scores.csv").read_text().splitlines()
-    assert rows[0].startswith("name,pixel_iou") and len(rows) == 1 + 4 + 1
+    assert rows[0].startswith("name,f1,accuracy,precision") and len(rows) == 1 + 4 + 1
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

@@ -126,64 +126,45 @@ def to_json(report: Mapping[str, Any], **kwargs: Any) -> str:
     return json.dumps(json_safe(report), allow_nan=False, **kwargs)
 
 
+#: Columns of the score table and CSV: objects at τ first, then pixels, DSB score and image.
 CSV_COLUMNS = (
-    "name",
-    "pixel_iou",
-    "pixel_dice",
-    "precision",
-    "recall",
-    "f1",
-    "accuracy",
-    "mean_matched_iou",
-    "pq",
-    "tp",
-    "fp",
-    "fn",
-    "dsb_score",
-    "ssim",
-    "nrmse",
-    "psnr",
+    *("name", "f1", "accuracy", "precision", "recall", "mean_matched_iou", "pq", "tp", "fp"),
+    *("fn", "pixel_iou", "pixel_dice", "dsb_score", "ssim", "nrmse", "psnr"),
 )
 
 
-def score_row(entry: dict, threshold: float) -> dict:
-    """One flat row of scores for an entry: pixel, objects at ``threshold``, image, DSB."""
-    obj = entry["objects"][threshold_key(threshold)]
-    row = {
+def score_row(entry: Mapping[str, Any], threshold: float) -> dict[str, Any]:
+    """One flat row of an entry's scores (keys :data:`CSV_COLUMNS`), objects at ``threshold``."""
+    objects = entry["objects"][threshold_key(threshold)]
+    values = {
+        **objects,
         "name": entry.get("name", ""),
         "pixel_iou": entry["pixel"]["iou"],
         "pixel_dice": entry["pixel"]["dice"],
         "dsb_score": entry["dsb_score"],
+        **{k: entry["image"].get(k) for k in IMAGE_SCORES},
     }
-    row.update(
-        {
-            k: obj[k]
-            for k in (
-                "precision",
-                "recall",
-                "f1",
-                "accuracy",
-                "mean_matched_iou",
-                "pq",
-                "tp",
-                "fp",
-                "fn",
-            )
-        }
-    )
-    row.update({k: entry["image"].get(k) for k in ("ssim", "nrmse", "psnr")})
-    return row
+    return {k: values[k] for k in CSV_COLUMNS}
 
 
-def scores_csv(report: dict, threshold: float) -> str:
-    """The report as CSV: one row per image (and per slice of stacks), then the summary."""
-    rows = []
-    for entry in report["images"]:
-        rows.append(score_row(entry, threshold))
-        rows.extend(score_row(s, threshold) for s in entry.get("slices", []))
-    rows.append(score_row({"name": "summary", **report["summary"]}, threshold))
+def score_rows(entry: Mapping[str, Any], threshold: float) -> list[dict]:
+    """Rows of an entry: the entry itself, then one per slice for stacks."""
+    return [score_row(entry, threshold)] + [
+        score_row(s, threshold) for s in entry.get("slices", [])
+    ]
+
+
+def rows_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Score rows (see :func:`score_row`) as CSV text with a header."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def scores_csv(report: Mapping[str, Any], threshold: float) -> str:
+    """A dataset report as CSV: one row per image (and per slice of stacks), then the summary."""
+    rows = [row for entry in report["images"] for row in score_rows(entry, threshold)]
+    rows.append(score_row({"name": "summary", **report["summary"]}, threshold))
+    return rows_csv(rows)

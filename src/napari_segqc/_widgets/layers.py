@@ -1,0 +1,73 @@
+"""Adding the QC maps to the viewer: names, colormaps, contrast limits, and replacing old ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+from napari.utils.colormaps import DirectLabelColormap
+
+from ..core.pixel import ERROR_CLASSES, ERROR_COLORS
+from ..core.qc import QCMaps
+
+#: Marker in ``layer.metadata`` of the layers this plugin made (value: the map kind).
+METADATA_KEY = "segqc_qc_map"
+
+MAP_TITLES = {
+    "error": "Error map",
+    "object_iou": "Object IoU",
+    "ssim": "SSIM map",
+    "rse": "RSE map",
+}
+
+
+def map_name(kind: str, pred_name: str, gt_name: str) -> str:
+    """Layer name of a map, e.g. ``SSIM map [pred vs gt]``."""
+    return f"{MAP_TITLES[kind]} [{pred_name} vs {gt_name}]"
+
+
+def error_colormap() -> DirectLabelColormap:
+    """Fixed colours for the error classes (background transparent)."""
+    colors: dict[Any, Any] = {None: "transparent"}
+    colors.update({value: ERROR_COLORS[value] for value in ERROR_CLASSES})
+    return DirectLabelColormap(color_dict=colors)
+
+
+def _display(kind: str, data: np.ndarray) -> dict[str, Any]:
+    """Colormap and contrast per map; only the error map is visible at first."""
+    if kind == "error":
+        return {"colormap": error_colormap(), "opacity": 0.8, "visible": True}
+    if kind == "object_iou":  # NaN background is drawn transparent by napari
+        return {"colormap": "turbo", "contrast_limits": (0.0, 1.0), "visible": False}
+    if kind == "ssim":
+        return {"colormap": "magma", "contrast_limits": (0.0, 1.0), "visible": False}
+    top = float(np.nanmax(data)) if data.size else 1.0
+    return {"colormap": "inferno", "contrast_limits": (0.0, top or 1.0), "visible": False}
+
+
+def show_maps(viewer, maps: QCMaps, pred: Layer, gt: Layer) -> list[Layer]:
+    """Add (or update in place) the four map layers, aligned with the ground-truth layer.
+
+    A layer is reused only if this plugin made it (``metadata[METADATA_KEY]``) for the same
+    kind and has the same name, so a user's own layer is never overwritten.
+    """
+    shown = []
+    for kind, data in reversed(maps.items()):  # the error map ends on top
+        name = map_name(kind, pred.name, gt.name)
+        layer_type = Labels if kind == "error" else Image
+        options = {**_display(kind, data), "scale": gt.scale, "translate": gt.translate}
+        old = viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401
+        if old is not None and old.metadata.get(METADATA_KEY) == kind and type(old) is layer_type:
+            old.data = data
+            for key, value in options.items():
+                if key != "visible":  # keep what the user toggled
+                    setattr(old, key, value)
+            shown.append(old)
+            continue
+        if old is not None:  # a foreign layer has the name: keep it, napari renames ours
+            name = f"{name} (SegQC)"
+        add = viewer.add_labels if kind == "error" else viewer.add_image
+        shown.append(add(data, name=name, metadata={METADATA_KEY: kind}, **options))
+    viewer.layers.selection.active = shown[-1]
+    return shown
