@@ -133,3 +133,24 @@ def test_stop_flag_stops_between_slices(sample_pair):
     with pytest.raises(Stopped):
         run_qc(np.stack([gt] * 4), np.stack([gt] * 4), stop=stop)
     assert len(calls) == 2
+
+
+def test_lazy_dask_stack_is_read_slice_by_slice(sample_pair):
+    import dask.array as da
+
+    _, gt = sample_pair
+    stack = np.stack([gt, degrade(gt), gt])
+    lazy_gt = da.from_array(stack, chunks=(1, *gt.shape))
+    lazy_pred = da.from_array(np.stack([gt, gt, degrade(gt)]), chunks=(1, *gt.shape))
+    lazy = qc_report(lazy_gt, lazy_pred, name="lazy")
+    eager = qc_report(stack, np.stack([gt, gt, degrade(gt)]), name="lazy")
+    assert lazy["objects"] == eager["objects"]
+    assert lazy["image"]["ssim"] == pytest.approx(eager["image"]["ssim"])
+
+
+def test_nan_error_names_the_slice():
+    gt = np.zeros((2, 16, 16), int)
+    pred = np.zeros((2, 16, 16), np.float32)
+    pred[1, 3, 3] = np.nan
+    with pytest.raises(SegQCError, match=r"NaN or infinite values \(slice 1\)"):
+        qc_report(gt, pred, pred_is_labels=False)

@@ -41,7 +41,7 @@ def _legend_html() -> str:
         for v, name in ERROR_CLASSES.items()
         if v
     ]
-    rows = ["<tr>" + "".join(cells[i : i + 3]) + "</tr>" for i in range(0, len(cells), 3)]
+    rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
     return "<b>Error map</b><table cellspacing=4>" + "".join(rows) + "</table>"
 
 
@@ -58,14 +58,19 @@ class QCWidget(Container):
         self.pred_combo = ComboBox(label="Prediction", choices=self._layer_choices)
         self.gt_combo = ComboBox(label="Ground truth", choices=self._layer_choices)
         self.threshold = FloatSpinBox(
-            label="IoU threshold τ", value=0.5, min=0.05, max=1.0, step=0.05,
+            label="IoU threshold τ",
+            value=0.5,
+            min=0.05,
+            max=1.0,
+            step=0.05,
             tooltip="Objects match when their IoU is at least τ (maps and table; the report "
             "also holds the sweep 0.50:0.05:0.95)",
-        )  # fmt: skip
+        )
         self.auto_foreground = CheckBox(
-            text="Otsu threshold for Image layers", value=True,
+            text="Otsu threshold for Image layers",
+            value=True,
             tooltip="How an Image layer (e.g. a probability map) becomes foreground",
-        )  # fmt: skip
+        )
         self.foreground = FloatSpinBox(
             label="Foreground threshold", value=0.5, min=-1e9, max=1e9, step=0.05, visible=False
         )
@@ -76,10 +81,21 @@ class QCWidget(Container):
         self.legend = Label(value=_legend_html())
         self.table = ScoreTable()
         self.export_button = PushButton(text="Export CSV...", enabled=False)
-        buttons = Container(widgets=[self.run_button, self.stop_button], layout="horizontal",
-                            labels=False)  # fmt: skip
-        self.extend([self.pred_combo, self.gt_combo, self.threshold, self.auto_foreground,
-                     self.foreground, self.show_maps, buttons, self.progress])  # fmt: skip
+        buttons = Container(
+            widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False
+        )
+        self.extend(
+            [
+                self.pred_combo,
+                self.gt_combo,
+                self.threshold,
+                self.auto_foreground,
+                self.foreground,
+                self.show_maps,
+                buttons,
+                self.progress,
+            ]
+        )
         for native in (self.legend.native, self.table, self.export_button.native):
             self.native.layout().addWidget(native)
         self.legend.native.setWordWrap(True)
@@ -168,18 +184,22 @@ class QCWidget(Container):
         for layer in (gt, pred):
             if layer.multiscale:
                 raise SegQCError(f"{layer.name!r} is multiscale: not supported yet")
-            data = np.asarray(layer.data)
+            data = layer.data  # lazy data (dask) stays lazy: the core reads it slice by slice
             if isinstance(layer, Image) and layer.rgb:
-                data = to_grayscale(data)
+                data = to_grayscale(np.asarray(data))
             arrays.append(data)
         check_pair(arrays[0], arrays[1], gt_name=gt.name, pred_name=pred.name)
         return {
-            "gt": arrays[0], "pred": arrays[1], "gt_layer": gt, "pred_layer": pred,
-            "gt_is_labels": isinstance(gt, Labels), "pred_is_labels": isinstance(pred, Labels),
+            "gt": arrays[0],
+            "pred": arrays[1],
+            "gt_layer": gt,
+            "pred_layer": pred,
+            "gt_is_labels": isinstance(gt, Labels),
+            "pred_is_labels": isinstance(pred, Labels),
             "threshold": round(float(self.threshold.value), 2),
             "foreground_threshold": None if self.auto_foreground.value else self.foreground.value,
             "maps": bool(self.show_maps.value),
-        }  # fmt: skip
+        }
 
     def _on_progress(self, progress) -> None:
         self.progress.max = progress.total
@@ -222,8 +242,9 @@ class QCWidget(Container):
         if path is None:
             from qtpy.QtWidgets import QFileDialog
 
-            path, _ = QFileDialog.getSaveFileName(self.native, "Export scores", "qc_scores.csv",
-                                                  "CSV files (*.csv)")  # fmt: skip
+            path, _ = QFileDialog.getSaveFileName(
+                self.native, "Export scores", "qc_scores.csv", "CSV files (*.csv)"
+            )
             if not path:
                 return
         written = self.table.export_csv(path)

@@ -82,22 +82,31 @@ def to_grayscale(data: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 
 
-def check_pair(
-    gt: np.ndarray, pred: np.ndarray, gt_name: str = "ground truth", pred_name: str = "prediction"
-) -> None:
-    """Raise a :class:`SegQCError` naming both inputs if they cannot be compared."""
-    if gt.shape != pred.shape:
+def check_pair(gt, pred, gt_name: str = "ground truth", pred_name: str = "prediction") -> None:
+    """Raise a :class:`SegQCError` naming both inputs if they cannot be compared.
+
+    Only shapes and data types are checked, so lazy arrays (dask, zarr) are not read; values
+    (NaN, infinities) are checked slice by slice as they are read.
+    """
+    if tuple(gt.shape) != tuple(pred.shape):
         raise SegQCError(
-            f"{pred_name!r} has shape {pred.shape} but {gt_name!r} has shape {gt.shape}: "
-            "pick a prediction and a ground truth of the same size"
+            f"{pred_name!r} has shape {tuple(pred.shape)} but {gt_name!r} has shape "
+            f"{tuple(gt.shape)}: pick a prediction and a ground truth of the same size"
         )
-    if gt.ndim < 2 or min(gt.shape[-2:]) < 1:
-        raise SegQCError(f"{gt_name!r} has shape {gt.shape}: need 2-D images or stacks of them")
+    if len(gt.shape) < 2 or min(gt.shape[-2:]) < 1:
+        raise SegQCError(f"{gt_name!r} has shape {tuple(gt.shape)}: need 2-D images or stacks")
     for data, what in ((gt, gt_name), (pred, pred_name)):
-        if data.dtype.kind not in "biuf":
+        if np.dtype(data.dtype).kind not in "biuf":
             raise SegQCError(f"{what!r} has data type {data.dtype}: need numbers")
-        if data.dtype.kind == "f" and not np.isfinite(data).all():
-            raise SegQCError(f"{what!r} contains NaN or infinite values: fix or mask them first")
+
+
+def _read_slice(data, index: tuple[int, ...], what: str) -> np.ndarray:
+    """One 2-D slice as a numpy array (reads lazy arrays chunk by chunk), values checked."""
+    out = np.asarray(data[index])
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        where = f" (slice {', '.join(map(str, index))})" if index else ""
+        raise SegQCError(f"{what!r} contains NaN or infinite values{where}: fix or mask them first")
+    return out
 
 
 def as_labels(
@@ -148,9 +157,9 @@ def iter_qc(
 
     Parameters
     ----------
-    gt, pred : ndarray
-        Same shape, ``(Y, X)`` or ``(..., Y, X)``; RGB images must be converted with
-        :func:`to_grayscale` first.
+    gt, pred : array-like
+        Same shape, ``(Y, X)`` or ``(..., Y, X)``; numpy, or lazy arrays (dask, zarr) that are
+        read one 2-D slice at a time. RGB images must be converted with :func:`to_grayscale`.
     name : str
         Name of the pair in the report.
     gt_is_labels, pred_is_labels : bool
@@ -164,7 +173,9 @@ def iter_qc(
     stop : callable, optional
         Polled before each slice; when it returns True, :class:`Stopped` is raised.
     """
-    gt, pred = np.asarray(gt), np.asarray(pred)
+    gt, pred = (
+        x if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x) for x in (gt, pred)
+    )
     check_pair(gt, pred)
     if not 0.0 < threshold <= 1.0:
         raise SegQCError(f"IoU threshold must be in (0, 1], got {threshold}")
@@ -182,7 +193,7 @@ def iter_qc(
     for done, index in enumerate(indices):
         if stop is not None and stop():
             raise Stopped("quality control stopped")
-        g, p = gt[index], pred[index]
+        g, p = _read_slice(gt, index, "ground truth"), _read_slice(pred, index, "prediction")
         gl = as_labels(
             g,
             is_labels=gt_is_labels,

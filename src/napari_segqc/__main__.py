@@ -1,0 +1,5 @@
+import sys
+
+from napari_segqc._app import main
+
+sys.exit(main())
