@@ -1,7 +1,11 @@
 """The napari manifest: valid, and the packaged manifest is the top-level file."""
 
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 import napari_segqc
@@ -42,3 +46,24 @@ def test_sample_data_is_packaged_with_attribution():
     masks = sorted(p.name for p in (folder / "masks").glob("*.tif"))
     assert len(images) >= 3 and images == masks
     assert "BBBC038v1" in (folder / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_wheel_holds_the_manifest_and_sample_data(tmp_path):
+    """Symlinks are resolved into real files in the wheel a user installs from the hub."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("napari_segqc-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("napari_segqc/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
+        names = z.namelist()
+        entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "napari-segqc = napari_segqc:napari.yaml" in entry_points
+    assert "segqc = napari_segqc.cli:main" in entry_points
+    for name in ("images/nuclei_01.tif", "masks/nuclei_01.tif", "LICENSE-DATA.txt"):
+        assert f"napari_segqc/sample_data/{name}" in names
