@@ -1,0 +1,43 @@
+"""Model registry: every architecture builds offline; bad names list the valid ones."""
+
+import pytest
+import torch
+
+from napari_segqc.core.errors import SegQCError
+from napari_segqc.core.models import ARCHITECTURES, ModelConfig, build_model
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_architectures_build_without_downloads(arch):
+    model = build_model(ModelConfig(arch=arch, encoder="resnet18", in_channels=3, classes=2))
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 128, 128))
+    assert out.shape == (1, 2, 128, 128)
+
+
+@pytest.mark.parametrize("encoder", ["efficientnet-b0", "tu-hrnet_w18_small"])
+def test_other_encoders(encoder):
+    model = build_model(ModelConfig(encoder=encoder, in_channels=1, classes=3)).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ModelConfig(arch="resnet"), "unknown architecture 'resnet'; choose one of: unet"),
+        (ModelConfig(encoder="resnet35"), "unknown encoder 'resnet35'; choose e.g. resnet18"),
+        (ModelConfig(in_channels=0), "must be >= 1"),
+    ],
+)
+def test_bad_names_list_valid_ones(config, message):
+    with pytest.raises(SegQCError, match=message):
+        build_model(config)
+
+
+def test_config_round_trip_and_unknown_keys():
+    config = ModelConfig(arch="fpn", encoder="resnet34", in_channels=3, classes=1)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(SegQCError, match="unknown keys"):
+        ModelConfig.from_dict({**config.to_dict(), "evil": 1})
