@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="threshold turning grey-value images into foreground (default: Otsu's)",
     )
     qc.set_defaults(func=run_qc_command)
+    from ._train_cli import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""``segqc train``: arguments and the epoch printout (the work is in ``core.train``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from dataclasses import replace
+
+
+def add_train_parser(sub) -> None:
+    from .core.losses import LOSSES
+    from .core.models import ARCHITECTURES
+    from .core.optim import OPTIMIZERS, SCHEDULES
+
+    p = sub.add_parser(
+        "train",
+        help="train a U-Net on images and instance masks",
+        description="Train a segmentation model. --images DIR --masks DIR pairs files by name; "
+        "--images alone takes a folder with images/ + masks/ or the DSB 2018 layout.",
+    )
+    p.add_argument("--images", required=True, metavar="DIR")
+    p.add_argument("--masks", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--arch", default="unet", choices=list(ARCHITECTURES))
+    p.add_argument("--encoder", default="resnet34")
+    p.add_argument("--patch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", default="bce_dice", choices=sorted(LOSSES))
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
+    p.add_argument("--target-mode", default="instance", choices=("instance", "binary"))
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="0: one pass over the pixels")
+    p.add_argument("--patience", type=int, default=10, help="early stopping; 0 = off")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_train_command)
+
+
+def config_from_args(args: argparse.Namespace):
+    from .core.config import TrainConfig
+    from .core.models import ModelConfig
+    from .core.optim import ScheduleConfig
+
+    return TrainConfig(
+        model=ModelConfig(arch=args.arch, encoder=args.encoder),
+        target_mode=args.target_mode,
+        loss=args.loss,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        schedule=replace(ScheduleConfig(), name=args.schedule),
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        patch=args.patch,
+        batch=args.batch,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        patience=args.patience,
+    )
+
+
+def run_train_command(args: argparse.Namespace) -> int:
+    from .core.data import load_folder, load_training_data
+    from .core.train import EpochReport, iter_train
+
+    samples = (
+        load_folder(args.images, args.masks) if args.masks else load_training_data(args.images)
+    )
+    print(f"training on {len(samples)} images, run folder {args.out}", flush=True)
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    try:
+        gen = iter_train(
+            config_from_args(args),
+            samples,
+            args.out,
+            resume=args.resume,
+            stop=lambda: bool(interrupted),
+        )
+        while True:
+            try:
+                report = next(gen)
+            except StopIteration as done:
+                best = done.value
+                break
+            if isinstance(report, EpochReport):
+                print(
+                    f"epoch {report.epoch + 1}/{report.epochs}: loss {report.train_loss:.4f} "
+                    f"val loss {report.val_loss:.4f} IoU {report.val_iou:.3f} "
+                    f"F1 {report.val_f1:.3f} lr {report.lr:.2e} {report.seconds:.1f}s "
+                    f"{report.images_per_s:.1f} img/s{' *' if report.best else ''}",
+                    flush=True,
+                )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        print("stopped: the last finished step is saved in last.safetensors", flush=True)
+    print(f"best model: {best}")
+    return 0

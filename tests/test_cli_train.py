@@ -1,0 +1,53 @@
+"""`segqc train` end to end on the sample data (tiny settings), resume, and errors."""
+
+import csv
+
+import pytest
+
+from napari_segqc.cli import main
+
+TINY = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--batch",
+    "2",
+    "--patch",
+    "64",
+    "--encoder",
+    "resnet18",
+    "--val-fraction",
+    "0.25",
+]
+
+
+def test_train_then_resume(sample_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--images", str(sample_dir / "images"), "--masks", str(sample_dir / "masks")]
+    assert main([*args, "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    assert "training on 4 images" in text and "epoch 1/1" in text
+    assert (out / "best.safetensors").is_file() and (out / "last.safetensors").is_file()
+    resumed = [a if a != "1" else "2" for a in TINY]  # --epochs 2
+    assert (
+        main(["train", "--images", str(sample_dir), "--out", str(out), *resumed, "--resume"]) == 0
+    )
+    assert "epoch 2/2" in capsys.readouterr().out
+    with open(out / "history.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--images", "/nonexistent"], "no such folder"),
+        (["--encoder", "resnet35"], "unknown encoder"),
+        (["--patch", "100"], "multiple of 32"),
+    ],
+)
+def test_train_errors_are_one_line(sample_dir, tmp_path, capsys, extra, message):
+    args = ["train", "--images", str(sample_dir), "--out", str(tmp_path / "run"), *TINY, *extra]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
