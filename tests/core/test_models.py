@@ -41,3 +41,19 @@ def test_config_round_trip_and_unknown_keys():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(SegQCError, match="unknown keys"):
         ModelConfig.from_dict({**config.to_dict(), "evil": 1})
+
+
+def test_triton_is_kept_out_without_a_gpu():
+    """smp pulls in torch._dynamo -> triton, whose LLVM crashes napari under Mesa (Xvfb)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from napari_segqc.core.models import build_model, ModelConfig; "
+        "build_model(ModelConfig(encoder='resnet18')); "
+        "print(torch.cuda.is_available(), sys.modules.get('triton', 'absent'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    cuda, triton = out.stdout.split()[:2]
+    if cuda == "False":
+        assert triton == "None"  # marked absent: never imported

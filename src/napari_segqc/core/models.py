@@ -6,6 +6,7 @@ Encoder weights are ``None`` by default: nothing is downloaded unless the user a
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,9 +56,27 @@ class ModelConfig:
         return cls(**data)
 
 
+def import_smp():
+    """Import segmentation-models-pytorch, keeping triton out when there is no CUDA GPU.
+
+    smp imports ``torch._dynamo``, which imports triton; triton's LLVM clashes with the one
+    Mesa's software OpenGL (llvmpipe) has loaded once a napari viewer exists, and the process
+    crashes. Triton only serves CUDA GPUs, so without one it is marked as absent (torch then
+    treats it as not installed).
+    """
+    if "segmentation_models_pytorch" not in sys.modules and "triton" not in sys.modules:
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.modules["triton"] = None  # type: ignore[assignment]
+    import segmentation_models_pytorch
+
+    return segmentation_models_pytorch
+
+
 def check_model_config(config: ModelConfig) -> None:
     """Raise a :class:`SegQCError` listing the valid names if a setting is wrong."""
-    import segmentation_models_pytorch as smp
+    smp = import_smp()
 
     if config.arch not in ARCHITECTURES:
         raise SegQCError(
@@ -77,7 +96,7 @@ def check_model_config(config: ModelConfig) -> None:
 
 def build_model(config: ModelConfig):
     """Create the network of ``config`` (a ``torch.nn.Module`` producing logits)."""
-    import segmentation_models_pytorch as smp
+    smp = import_smp()
 
     check_model_config(config)
     try:
