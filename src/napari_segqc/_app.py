@@ -33,6 +33,8 @@ def run_headless(out: Path, timeout: float = 300.0) -> int:
 
     viewer, widget = _viewer(show=False)
     viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.grab()  # a hidden window lays itself out only when drawn
+    viewer.reset_view()  # fit the image to the canvas at its final size
     widget.run()
     start = time.monotonic()
     while not widget.run_button.enabled:  # the worker's finished handler re-enables Run

@@ -160,3 +160,18 @@ def test_device_and_precision_choice():
     assert autocast_dtype("fp32", cpu) is None
     with pytest.raises(SegQCError, match="unknown device"):
         pick_device("tpu9")
+
+
+def test_no_validation_never_stops_early(samples, tmp_path):
+    config = replace(
+        TINY,
+        val_fraction=0.0,
+        epochs=3,
+        patience=1,
+        steps_per_epoch=1,
+        schedule=ScheduleConfig("plateau", patience=0),
+    )
+    reports, _ = drain(iter_train(config, samples, tmp_path))
+    epochs = [r for r in reports if isinstance(r, EpochReport)]
+    assert [r.epoch for r in epochs] == [0, 1, 2] and not any(r.stopped for r in epochs)
+    assert {r.lr for r in epochs} == {TINY.lr}  # plateau never cut the rate without a metric

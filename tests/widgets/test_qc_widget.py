@@ -7,12 +7,14 @@ import csv
 import numpy as np
 import pytest
 from napari.layers import Image, Labels
+from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtCore import QTimer
 
 from conftest import degrade
 from napari_segqc._widgets import qc_widget as qc_module
 from napari_segqc._widgets.layers import METADATA_KEY, map_name
 from napari_segqc._widgets.qc_widget import QCWidget
+from napari_segqc.core.pixel import ERROR_CLASSES, ERROR_COLORS
 from napari_segqc.core.qc import qc_report
 
 MAP_TYPES = {"error": Labels, "object_iou": Image, "ssim": Image, "rse": Image}
@@ -86,7 +88,53 @@ def test_foreign_layer_with_the_same_name_is_kept(qtbot, viewer_widget):
     run_and_wait(qtbot, widget)
     assert viewer.layers["SSIM map [pred vs gt]"] is mine
     assert METADATA_KEY not in mine.metadata
-    assert "SSIM map [pred vs gt] (SegQC)" in viewer.layers
+    ours = viewer.layers["SSIM map [pred vs gt] (SegQC)"]
+    n_layers = len(viewer.layers)
+    run_and_wait(qtbot, widget)  # a re-run updates the suffixed layer, adds nothing
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers["SSIM map [pred vs gt] (SegQC)"] is ours
+
+
+def test_renamed_map_layer_is_never_touched(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    run_and_wait(qtbot, widget)
+    kept = viewer.layers["Error map [pred vs gt]"]
+    kept.name = "my error map"
+    data = kept.data.copy()
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["my error map"] is kept and np.array_equal(kept.data, data)
+    assert viewer.layers["Error map [pred vs gt]"] is not kept
+
+
+def test_rerun_on_inputs_of_another_shape_replaces_the_maps(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    run_and_wait(qtbot, widget)
+    n_layers = len(viewer.layers)
+    for name in ("gt", "pred"):
+        viewer.layers[name].data = viewer.layers[name].data[:128, :100].copy()
+    run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers["RSE map [pred vs gt]"].data.shape == (128, 100)
+
+
+def test_error_map_colours_and_legend(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    run_and_wait(qtbot, widget)
+    layer = viewer.layers["Error map [pred vs gt]"]
+    for value, colour in ERROR_COLORS.items():
+        assert np.allclose(layer.colormap.map(value), transform_color(colour)[0])
+    legend = widget.legend.value
+    for value, name in ERROR_CLASSES.items():
+        if value:  # background has no legend entry
+            assert name.replace(" ", "&nbsp;").replace("-", "&#8209;") in legend
+            assert ERROR_COLORS[value][:7] in legend
+    iou = viewer.layers["Object IoU [pred vs gt]"]
+    assert tuple(iou.contrast_limits) == (0.0, 1.0)
+    assert np.isnan(iou.data[sample_background(viewer)]).all()
+
+
+def sample_background(viewer):
+    return viewer.layers["gt"].data == 0
 
 
 def test_shape_mismatch_notifies_and_runs_nothing(viewer_widget, errors):
@@ -115,6 +163,39 @@ def test_pickers_list_only_images_and_labels(viewer_widget):
     assert "prob" in [w.name for w in widget.pred_combo.choices]
 
 
+def test_pickers_follow_renames_and_pick_defaults(make_napari_viewer, sample_pair):
+    viewer = make_napari_viewer()
+    gt = sample_pair[1]
+    viewer.add_image(sample_pair[0], name="raw")
+    viewer.add_labels(gt, name="nuclei_GT")
+    viewer.add_labels(gt, name="stardist")
+    widget = QCWidget(viewer)
+    assert widget.gt_combo.value.name == "nuclei_GT"
+    assert widget.pred_combo.value.name == "stardist"
+    viewer.layers["raw"].name = "raw renamed"  # a layer that existed before the widget
+    assert "raw renamed" in [ly.name for ly in widget.gt_combo.choices]
+    viewer.add_labels(gt, name="cellpose").name = "cellpose v2"  # added after the widget
+    assert "cellpose v2" in [ly.name for ly in widget.pred_combo.choices]
+    viewer.layers.remove("cellpose v2")
+    assert "cellpose v2" not in [ly.name for ly in widget.pred_combo.choices]
+
+
+def test_layers_added_after_the_widget_get_defaults(qtbot, make_napari_viewer, sample_pair):
+    viewer = make_napari_viewer()
+    widget = QCWidget(viewer)
+    assert widget.pred_combo.value is None
+    viewer.add_labels(sample_pair[1], name="ground truth")
+    viewer.add_labels(sample_pair[1], name="prediction")
+    assert widget.gt_combo.value.name == "ground truth"
+    assert widget.pred_combo.value.name == "prediction"
+
+    widget.run()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+    viewer.layers.remove("prediction")  # the picks are redone, never with a map layer
+    assert widget.gt_combo.value.name == "ground truth"
+    assert METADATA_KEY not in (widget.pred_combo.value.metadata or {})
+
+
 def test_stack_table_and_slice_jump(qtbot, make_napari_viewer, sample_pair):
     viewer = make_napari_viewer()
     _, gt = sample_pair
@@ -133,7 +214,29 @@ def test_stack_table_and_slice_jump(qtbot, make_napari_viewer, sample_pair):
     viewer.dims.set_current_step(0, 0)
     widget.table.cellClicked.emit(3, 0)  # the row of slice 2
     assert viewer.dims.current_step[0] == 2
+    widget.table.cellClicked.emit(0, 0)  # the "all" row moves nothing
+    assert viewer.dims.current_step[0] == 2
     assert viewer.layers["Error map [pred vs gt]"].data.shape == gts.shape
+    assert widget.table.item(0, 0).font().bold()
+
+
+def test_slice_jump_with_z_spacing(qtbot, make_napari_viewer, sample_pair):
+    """A stack with scale and translate on its first axis: the click lands on its slice."""
+    viewer = make_napari_viewer()
+    gt = sample_pair[1][:64, :64]
+    gts = np.stack([gt] * 4)
+    placement = {"scale": (2.5, 1, 1), "translate": (10, 0, 0)}
+    viewer.add_labels(gts, name="gt", **placement)
+    viewer.add_labels(gts, name="pred", **placement)
+    widget = QCWidget(viewer)
+    widget.gt_combo.value = viewer.layers["gt"]
+    widget.pred_combo.value = viewer.layers["pred"]
+    run_and_wait(qtbot, widget)
+    widget.table.cellClicked.emit(4, 0)  # slice 3
+    assert viewer.dims.point[0] == pytest.approx(10 + 3 * 2.5)
+    assert viewer.layers["gt"].world_to_data(viewer.dims.point)[0] == pytest.approx(3)
+    error = viewer.layers["Error map [pred vs gt]"]
+    assert tuple(error.scale) == (2.5, 1, 1) and tuple(error.translate) == (10, 0, 0)
 
 
 def test_probability_image_against_labels(qtbot, make_napari_viewer, sample_pair, errors):
@@ -148,6 +251,21 @@ def test_probability_image_against_labels(qtbot, make_napari_viewer, sample_pair
     assert not errors
     assert widget.report["pixel"]["iou"] == 1.0
     assert "RSE map [prob vs gt]" in viewer.layers
+
+
+def test_rgb_image_layer_is_compared_as_grey_values(qtbot, make_napari_viewer, sample_pair, errors):
+    viewer = make_napari_viewer()
+    _, gt = sample_pair
+    rgb = np.repeat(((gt > 0) * 200 + 20).astype(np.uint8)[..., None], 3, axis=-1)
+    viewer.add_labels(gt, name="gt")
+    viewer.add_image(rgb, name="rgb", rgb=True)
+    widget = QCWidget(viewer)
+    widget.gt_combo.value = viewer.layers["gt"]
+    widget.pred_combo.value = viewer.layers["rgb"]
+    run_and_wait(qtbot, widget)
+    assert not errors
+    assert widget.report["pixel"]["iou"] == 1.0
+    assert viewer.layers["Error map [rgb vs gt]"].data.shape == gt.shape
 
 
 def test_errors_in_the_worker_become_notifications(qtbot, make_napari_viewer, errors):
@@ -197,4 +315,5 @@ def test_stop_and_no_freeze(qtbot, make_napari_viewer, sample_pair):
     timer.stop()
     assert widget.progress.value < 40
     assert "Error map [pred vs gt]" not in viewer.layers
-    assert widget.run_button.enabled
+    assert widget.report is None and widget.table.rowCount() == 0
+    assert widget.run_button.enabled and not widget.stop_button.enabled

@@ -7,6 +7,7 @@ scores fill a table (:mod:`.score_table`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,11 @@ from napari.utils.notifications import show_error, show_info
 from ..core.errors import SegQCError
 from ..core.pixel import ERROR_CLASSES, ERROR_COLORS
 from ..core.qc import QCResult, check_pair, iter_qc, to_grayscale
-from .layers import show_maps
+from .layers import METADATA_KEY, show_maps
 from .score_table import ScoreTable
+
+#: Layer names that look like a ground truth: "ground truth", "gt", "nuclei_gt", "GT-masks"...
+_GT_NAME = re.compile(r"ground[ _-]?truth|(?<![a-z])gt(?![a-z])", re.IGNORECASE)
 
 
 def _nobreak(text: str) -> str:
@@ -96,8 +100,10 @@ class QCWidget(Container):
                 self.progress,
             ]
         )
+        layout = self.native.layout()
         for native in (self.legend.native, self.table, self.export_button.native):
-            self.native.layout().addWidget(native)
+            layout.addWidget(native)
+        layout.addStretch(1)  # spare height below the table, not inside it
         self.legend.native.setWordWrap(True)
         self.native.setMinimumWidth(420)
         self._connect()
@@ -115,19 +121,35 @@ class QCWidget(Container):
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(self._on_layers_changed)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._on_layer_renamed)
 
     def _layer_choices(self, _widget=None) -> list[tuple[str, Layer]]:
         return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image | Labels)]
 
     def _on_layers_changed(self, event=None) -> None:
+        if event is not None and event.type == "inserted":
+            event.value.events.name.connect(self._on_layer_renamed)
+        elif event is not None and event.type == "removed":
+            event.value.events.name.disconnect(self._on_layer_renamed)
         self.reset_choices()
-        if event is not None and getattr(event, "type", "") == "inserted":
-            event.value.events.name.connect(lambda _e: self.reset_choices())
+        if self.pred_combo.value is None or self.pred_combo.value is self.gt_combo.value:
+            self._select_defaults()
+
+    def _on_layer_renamed(self, _event=None) -> None:
+        self.reset_choices()
 
     def _select_defaults(self) -> None:
-        """Ground truth: a Labels layer named like 'ground truth'/'gt'; prediction: another."""
-        labels = [ly for _, ly in self._layer_choices() if isinstance(ly, Labels)]
-        gts = [ly for ly in labels if "ground truth" in ly.name.lower() or "gt" in ly.name.lower()]
+        """Ground truth: a Labels layer named like 'ground truth'/'gt'; prediction: another.
+
+        The maps this widget made are never picked (their names hold the ground truth's).
+        """
+        labels = [
+            ly
+            for _, ly in self._layer_choices()
+            if isinstance(ly, Labels) and METADATA_KEY not in ly.metadata
+        ]
+        gts = [ly for ly in labels if _GT_NAME.search(ly.name)]
         if gts:
             self.gt_combo.value = gts[0]
             others = [ly for ly in labels if ly is not gts[0]]
@@ -163,6 +185,7 @@ class QCWidget(Container):
                 "yielded": self._on_progress,
                 "returned": self._on_result,
                 "errored": self._on_error,  # handled here: not re-raised in the GUI thread
+                "aborted": self._on_stopped,
                 "finished": lambda: self._set_running(False),
             },
             _start_thread=False,
@@ -221,6 +244,9 @@ class QCWidget(Container):
     def _on_error(self, exc: Exception) -> None:
         show_error(f"SegQC quality control failed: {exc}")
 
+    def _on_stopped(self) -> None:
+        show_info("SegQC: quality control stopped; no layers or scores were changed")
+
     def _set_running(self, running: bool) -> None:
         self.run_button.enabled = not running
         self.stop_button.enabled = running
@@ -228,11 +254,20 @@ class QCWidget(Container):
             self.progress.visible = False
 
     def go_to_slice(self, index: tuple[int, ...]) -> None:
-        """Move the viewer to a slice of the compared stack (leading axes of the layers)."""
-        ndim = self.viewer.dims.ndim
-        offset = ndim - (len(index) + 2)
-        for axis, value in enumerate(index):
-            self.viewer.dims.set_current_step(offset + axis, value)
+        """Move the viewer to a slice of the compared stack (leading axes of the layers).
+
+        The slice is placed in world coordinates through the ground-truth layer, so a stack
+        with a scale or translate (e.g. z-spacing) still lands on the right slice.
+        """
+        dims, gt = self.viewer.dims, self._job.get("gt_layer")
+        offset = dims.ndim - (len(index) + 2)
+        if gt is None or gt not in self.viewer.layers or gt.ndim != len(index) + 2:
+            for axis, value in enumerate(index):
+                dims.set_current_step(offset + axis, value)
+            return
+        world = gt.data_to_world([*index, 0, 0])
+        for axis in range(len(index)):
+            dims.set_point(offset + axis, float(world[axis]))
 
     def export_csv(self, path: str | None = None) -> None:
         """Save the table as CSV (asks for a file name when ``path`` is None)."""

@@ -6,8 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from qtpy.QtCore import QSize, Qt, Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from ..core.io import write_text
 from ..core.report import CSV_COLUMNS, rows_csv, score_rows
@@ -37,6 +43,8 @@ class ScoreTable(QTableWidget):
     """Scores of a QC report entry; ``slice_clicked`` emits the index of a clicked slice row."""
 
     slice_clicked = Signal(tuple)
+    #: Rows shown without scrolling; a longer stack scrolls (the table keeps a compact height).
+    VISIBLE_ROWS = 12
 
     def __init__(self, parent=None) -> None:
         super().__init__(0, len(CSV_COLUMNS), parent)
@@ -52,8 +60,21 @@ class ScoreTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.setMinimumHeight(90)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setMinimumHeight(80)
         self.cellClicked.connect(self._on_cell_clicked)
+
+    def sizeHint(self) -> QSize:
+        """Tall enough for the rows (up to :attr:`VISIBLE_ROWS`), so no empty block below."""
+        rows = max(1, min(self.rowCount(), self.VISIBLE_ROWS))
+        row_height = self.verticalHeader().defaultSectionSize()
+        height = (
+            self.horizontalHeader().sizeHint().height()
+            + rows * row_height
+            + self.horizontalScrollBar().sizeHint().height()
+            + 2 * self.frameWidth()
+        )
+        return QSize(super().sizeHint().width(), height)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -76,11 +97,17 @@ class ScoreTable(QTableWidget):
                 item = QTableWidgetItem(_format(row[key]))
                 align = Qt.AlignmentFlag.AlignLeft if key == "name" else Qt.AlignmentFlag.AlignRight
                 item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
+                if r == 0 and len(rows) > 1:  # the "all" row of a stack
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
                 self.setItem(r, c, item)
+        self.updateGeometry()
 
     def clear_scores(self) -> None:
         self._rows, self._indices = [], []
         self.setRowCount(0)
+        self.updateGeometry()
 
     def export_csv(self, path: str | Path) -> Path:
         """Write the rows shown (full precision) to ``path``, atomically."""

@@ -80,12 +80,14 @@ class _LrFactor:
         return 1.0
 
 
-def step_scheduler(scheduler, metric: float) -> None:
-    """Advance ``scheduler`` by one epoch (``metric`` is used by ``plateau`` only)."""
+def step_scheduler(scheduler, metric: float | None) -> None:
+    """Advance ``scheduler`` by one epoch (``metric`` is used by ``plateau`` only; with no
+    metric, e.g. no validation set, ``plateau`` keeps the rate)."""
     import torch
 
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(metric)
+        if metric is not None:
+            scheduler.step(metric)
     else:
         scheduler.step()
 

@@ -167,7 +167,7 @@ def iter_train(
 
     from .losses import make_loss
     from .models import build_model
-    from .optim import EarlyStopping, make_optimizer, make_scheduler
+    from .optim import EarlyStopping, make_optimizer, make_scheduler, step_scheduler
 
     out = Path(out_dir)
     run = _Run(out)
@@ -244,10 +244,9 @@ def iter_train(
         history.append(row)
         metric = val[metric_key]
         best = not any(r[metric_key] >= metric for r in history[:-1])
-        from .optim import step_scheduler
-
-        step_scheduler(scheduler, metric)
-        should_stop = early.update(metric)
+        validated = not math.isnan(metric)  # without a validation set nothing is compared
+        step_scheduler(scheduler, metric if validated else None)
+        should_stop = early.update(metric) if validated else False
         run.save_weights("last.safetensors", model, config, epoch)
         if best:
             run.save_weights("best.safetensors", model, config, epoch)
