@@ -1,0 +1,189 @@
+"""Prediction: load a trained model safely and run it over images of any size, tile by tile.
+
+* :func:`load_model` takes a run folder (its ``best.safetensors``, else ``last.safetensors``)
+  or a ``.safetensors`` file written by the trainer; the file's own config rebuilds the network
+  and its pre- and post-processing. Files are checked before reading: pickles are refused.
+* :func:`predict_probs_tiled` normalises the image with percentiles of the whole image, cuts it
+  into overlapping tiles, runs them in batches and blends the overlaps with a smooth window, so
+  seams vanish and memory stays bounded by the output maps (numpy or lazy dask/zarr input is
+  read tile by tile).
+* :func:`decode_instances` (in :mod:`.targets`) turns the maps into labels separately, so that
+  changing the threshold or minimum size never re-runs the network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_weights
+from .config import TrainConfig
+from .data import HIGH, LOW
+from .errors import SegQCError, Stopped
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with the training config it came from."""
+
+    model: object
+    config: TrainConfig
+    path: Path
+
+
+def resolve_model_path(source: str | os.PathLike) -> Path:
+    """The weights file of a run folder or a file path."""
+    path = Path(source)
+    if path.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (path / name).is_file():
+                return path / name
+        raise SegQCError(f"{path}: no best.safetensors or last.safetensors in this run folder")
+    if not path.exists():
+        raise SegQCError(f"model {path}: no such file or run folder")
+    return path
+
+
+def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
+    """Load a trained model (weights + config) onto ``device`` (CPU by default), in eval mode."""
+    import torch
+
+    from .models import ModelConfig, build_model
+
+    path = resolve_model_path(source)
+    weights, meta = load_weights(path)
+    if "config" not in meta:
+        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
+    config = TrainConfig.from_dict(meta["config"])
+    model = build_model(ModelConfig.from_dict(config.model.to_dict()))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise SegQCError(f"{path}: weights do not fit the model in its config ({first})") from None
+    device = device or torch.device("cpu")
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return LoadedModel(model=model, config=config, path=path)
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``size`` with at least ``overlap``."""
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step))
+    return [*starts, size - tile]
+
+
+def _ramp(n: int, overlap: int) -> np.ndarray:
+    ramp = np.ones(n, np.float32)
+    if overlap > 0:
+        t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        edge = 0.5 - 0.5 * np.cos(np.pi * t)  # raised cosine, never exactly 0
+        ramp[:overlap] = np.minimum(ramp[:overlap], edge)
+        ramp[-overlap:] = np.minimum(ramp[-overlap:], edge[::-1])
+    return ramp
+
+
+def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
+    """Tile weights: 1 inside, a raised-cosine ramp over ``overlap`` pixels at the borders."""
+    return np.outer(_ramp(height, overlap), _ramp(width, overlap))
+
+
+def image_channels(image, in_channels: int) -> int:
+    """Channels of an image ``(H, W)`` or ``(H, W, C)``; raises if the model expects others."""
+    channels = 1 if len(image.shape) == 2 else int(image.shape[-1])
+    if len(image.shape) not in (2, 3) or (len(image.shape) == 3 and channels not in (3, 4)):
+        raise SegQCError(f"need a 2-D grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
+    channels = min(channels, 3)  # RGBA: alpha dropped
+    if channels != in_channels:
+        kinds = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
+        raise SegQCError(
+            f"the model expects {kinds.get(in_channels, in_channels)} images, but this image is "
+            f"{kinds.get(channels, channels)}: use a model trained on such images"
+        )
+    return channels
+
+
+def _percentiles(image, channels: int, max_pixels: int = 4_000_000) -> np.ndarray:
+    """Per-channel 1 and 99.8 percentiles, from a strided subsample of big (lazy) images."""
+    h, w = image.shape[:2]
+    stride = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
+    sample = np.asarray(image[::stride, ::stride], dtype=np.float32)
+    sample = sample.reshape(-1, 1 if sample.ndim == 2 else sample.shape[-1])
+    if not np.isfinite(sample).all():
+        raise SegQCError("the image contains NaN or infinite values")
+    return np.percentile(sample[:, :channels], [LOW, HIGH], axis=0).astype(np.float32)
+
+
+def predict_probs_tiled(
+    loaded: LoadedModel,
+    image,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    batch: int = 4,
+    dtype=None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Sigmoid maps ``(K, H, W)`` float32 of one 2-D image ``(H, W)`` or ``(H, W, C)``.
+
+    Memory: the output maps and one batch of tiles, whatever the image size. ``progress`` is
+    called with (tiles done, tiles total); ``stop`` is polled between batches.
+    """
+    import torch
+
+    if tile < 64 or tile % 32:
+        raise SegQCError(f"tile size must be a multiple of 32 (>= 64), got {tile}")
+    if not 0 <= overlap < tile // 2:
+        raise SegQCError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
+    channels = image_channels(image, loaded.config.model.in_channels)
+    lo, hi = _percentiles(image, channels)
+    scale = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
+    h, w = image.shape[:2]
+    classes = loaded.config.model.classes
+    out = np.zeros((classes, h, w), np.float32)
+    weight = np.zeros((h, w), np.float32)
+    th, tw = min(tile, _ceil32(h)), min(tile, _ceil32(w))
+    window = blend_window(th, tw, overlap)
+    boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
+    device = next(loaded.model.parameters()).device
+    for i in range(0, len(boxes), batch):
+        if stop is not None and stop():
+            raise Stopped("prediction stopped")
+        group = boxes[i : i + batch]
+        tiles = np.zeros((len(group), channels, th, tw), np.float32)
+        for j, (y, x) in enumerate(group):
+            raw = np.asarray(image[y : y + th, x : x + tw], dtype=np.float32)
+            raw = raw[..., None] if raw.ndim == 2 else raw[..., :channels]
+            norm = ((raw - lo) / scale).transpose(2, 0, 1)
+            tiles[j, :, : norm.shape[1], : norm.shape[2]] = norm
+            if norm.shape[1:] != (th, tw):  # image smaller than a tile: mirror into the pad
+                tiles[j] = _reflect_fill(norm, th, tw)
+        x_t = torch.from_numpy(tiles).to(device).contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+        with torch.inference_mode(), autocast:
+            probs = torch.sigmoid(loaded.model(x_t).float()).cpu().numpy()
+        for j, (y, x) in enumerate(group):
+            hh, ww = min(th, h - y), min(tw, w - x)
+            out[:, y : y + hh, x : x + ww] += probs[j, :, :hh, :ww] * window[:hh, :ww]
+            weight[y : y + hh, x : x + ww] += window[:hh, :ww]
+        if progress is not None:
+            progress(min(i + batch, len(boxes)), len(boxes))
+    out /= np.maximum(weight, 1e-6)
+    return out
+
+
+def _ceil32(n: int) -> int:
+    return -(-n // 32) * 32
+
+
+def _reflect_fill(norm: np.ndarray, th: int, tw: int) -> np.ndarray:
+    _, h, w = norm.shape
+    mode = "reflect" if h > 1 and w > 1 else "edge"
+    return np.pad(norm, ((0, 0), (0, th - h), (0, tw - w)), mode=mode)

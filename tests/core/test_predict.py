@@ -1,0 +1,145 @@
+"""Loading models safely and tiled prediction: seams, sizes, lazy input, bad files."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segqc.core.checkpoint import save_weights
+from napari_segqc.core.config import TrainConfig
+from napari_segqc.core.errors import SegQCError, Stopped
+from napari_segqc.core.models import ModelConfig, build_model
+from napari_segqc.core.predict import (
+    blend_window,
+    load_model,
+    predict_probs_tiled,
+    tile_starts,
+)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small untrained model saved as the trainer does (weights + config)."""
+    torch.manual_seed(0)
+    config = TrainConfig(model=ModelConfig(encoder="resnet18", in_channels=1, classes=3))
+    model = build_model(config.model).eval()
+    path = tmp_path_factory.mktemp("run") / "best.safetensors"
+    save_weights(path, model.state_dict(), {"config": config.to_dict(), "epoch": 0})
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(model_file):
+    return load_model(model_file.parent)  # a run folder resolves to best.safetensors
+
+
+def test_tile_starts_cover_the_image():
+    assert tile_starts(100, 128, 32) == [0]
+    starts = tile_starts(1000, 256, 64)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 256 - 64 for a, b in itertools.pairwise(starts))
+    w = blend_window(64, 96, 16)
+    assert w.shape == (64, 96) and w.min() > 0 and w[32, 48] == 1.0
+
+
+def _column_jumps(probs: np.ndarray) -> np.ndarray:
+    """Mean absolute change between neighbouring columns, one value per column boundary."""
+    return np.abs(np.diff(probs, axis=2)).mean(axis=(0, 1))
+
+
+def test_blending_leaves_no_seams(loaded, sample_pair):
+    image, _ = sample_pair  # 256 x 256: tiles of 128 start at x = 0, 96, 128 (overlap 32)
+    blended = _column_jumps(predict_probs_tiled(loaded, image, tile=128, overlap=32, batch=3))
+    interior = blended[8:-8]
+    assert interior.max() < 3 * np.median(blended)  # no column stands out: no seam
+    # the same check sees the seam of plain stitching (overlap 0: tiles meet at x = 128)
+    hard = _column_jumps(predict_probs_tiled(loaded, image, tile=128, overlap=0))
+    assert hard[126:128].max() > 3 * np.median(hard)
+
+
+def test_images_smaller_than_a_tile_and_odd_sizes(loaded, sample_pair):
+    image, _ = sample_pair
+    small = image[:50, :77]
+    probs = predict_probs_tiled(loaded, small, tile=256, overlap=32)
+    assert probs.shape == (3, 50, 77) and np.isfinite(probs).all()
+    assert probs.min() >= 0 and probs.max() <= 1
+
+
+def test_dask_input_is_read_lazily_and_matches(loaded, sample_pair):
+    import dask.array as da
+
+    image, _ = sample_pair
+    lazy = da.from_array(image, chunks=(64, 64))
+    a = predict_probs_tiled(loaded, lazy, tile=128, overlap=32)
+    b = predict_probs_tiled(loaded, image, tile=128, overlap=32)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_progress_and_stop(loaded, sample_pair):
+    image, _ = sample_pair
+    seen = []
+    predict_probs_tiled(
+        loaded, image, tile=128, overlap=32, batch=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1][0] == seen[-1][1] == 9  # 3 x 3 tiles
+    with pytest.raises(Stopped):
+        predict_probs_tiled(loaded, image, tile=128, overlap=32, stop=lambda: True)
+
+
+def test_channel_mismatch_is_explained(loaded):
+    with pytest.raises(SegQCError, match=r"expects grey \(1 channel\).*RGB \(3 channels\)"):
+        predict_probs_tiled(loaded, np.zeros((64, 64, 3), np.uint8), tile=64, overlap=0)
+    with pytest.raises(SegQCError, match="NaN"):
+        predict_probs_tiled(loaded, np.full((64, 64), np.nan, np.float32), tile=64, overlap=0)
+
+
+class Payload:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_pickled_model_refused_before_it_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, write in (
+        ("model.pt", lambda p: torch.save({"w": Payload()}, p)),
+        ("model.pkl", lambda p: p.write_bytes(pickle.dumps(Payload()))),
+    ):
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(SegQCError, match="never unpickles"):
+            load_model(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_foreign_corrupt_and_mismatched_files(tmp_path, model_file):
+    foreign = tmp_path / "foreign.safetensors"
+    save_weights(foreign, {"x": torch.zeros(3)}, {"something": 1})
+    with pytest.raises(SegQCError, match="not a napari-segqc model"):
+        load_model(foreign)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(model_file.read_bytes()[:1000])
+    with pytest.raises(SegQCError, match=r"corrupt|truncated|not a safetensors"):
+        load_model(corrupt)
+    wrong = tmp_path / "wrong.safetensors"
+    config = TrainConfig(model=ModelConfig(encoder="resnet34"))  # says resnet34...
+    resnet18 = build_model(ModelConfig(encoder="resnet18"))  # ...holds resnet18 weights
+    save_weights(wrong, resnet18.state_dict(), {"config": config.to_dict()})
+    with pytest.raises(SegQCError, match="do not fit the model"):
+        load_model(wrong)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(SegQCError, match=r"no best\.safetensors"):
+        load_model(tmp_path / "empty_run")
+    with pytest.raises(SegQCError, match="no such file"):
+        load_model(tmp_path / "nope.safetensors")
+
+
+def test_bad_tile_settings(loaded):
+    image = np.zeros((64, 64), np.uint8)
+    with pytest.raises(SegQCError, match="multiple of 32"):
+        predict_probs_tiled(loaded, image, tile=100)
+    with pytest.raises(SegQCError, match="overlap"):
+        predict_probs_tiled(loaded, image, tile=128, overlap=64)
