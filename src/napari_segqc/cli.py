@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._train_cli import add_train_parser
 
     add_train_parser(sub)
+    from ._predict_cli import add_predict_parser
+
+    add_predict_parser(sub)
     return parser
 
 

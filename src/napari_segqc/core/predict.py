@@ -35,8 +35,20 @@ class LoadedModel:
     path: Path
 
 
+#: Built-in models: name -> weights file inside the package.
+BUILTIN_MODELS = {"nuclei": Path(__file__).resolve().parents[1] / "models" / "nuclei.safetensors"}
+
+
 def resolve_model_path(source: str | os.PathLike) -> Path:
-    """The weights file of a run folder or a file path."""
+    """The weights file of a built-in name, a run folder or a file path."""
+    if str(source) in BUILTIN_MODELS:
+        path = BUILTIN_MODELS[str(source)]
+        if not path.is_file():
+            raise SegQCError(
+                f"the built-in model {str(source)!r} is not bundled with this version yet: "
+                "pass a run folder or a .safetensors file written by `segqc train`"
+            )
+        return path
     path = Path(source)
     if path.is_dir():
         for name in ("best.safetensors", "last.safetensors"):
@@ -187,3 +199,30 @@ def _reflect_fill(norm: np.ndarray, th: int, tw: int) -> np.ndarray:
     _, h, w = norm.shape
     mode = "reflect" if h > 1 and w > 1 else "edge"
     return np.pad(norm, ((0, 0), (0, th - h), (0, tw - w)), mode=mode)
+
+
+def segment(
+    loaded: LoadedModel,
+    image,
+    *,
+    threshold: float | None = None,
+    min_size: int | None = None,
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Instance labels (int32) and the network's maps of one 2-D image.
+
+    ``threshold`` and ``min_size`` default to the model's config; ``kwargs`` go to
+    :func:`predict_probs_tiled`. Re-decode the maps with :func:`.targets.decode_instances`
+    to try other settings without running the network again.
+    """
+    from .targets import decode_instances
+
+    config = loaded.config
+    probs = predict_probs_tiled(loaded, image, **kwargs)
+    labels = decode_instances(
+        probs,
+        config.target_mode,
+        threshold=config.threshold if threshold is None else threshold,
+        min_size=config.min_size if min_size is None else min_size,
+    )
+    return labels, probs

@@ -1,0 +1,93 @@
+"""`segqc predict` end to end: train a tiny model, segment the samples, QC the result."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_segqc.cli import main
+
+TINY = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--batch",
+    "2",
+    "--patch",
+    "64",
+    "--encoder",
+    "resnet18",
+    "--val-fraction",
+    "0.25",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(sample_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--images", str(sample_dir), "--out", str(run), *TINY]) == 0
+    return run
+
+
+def test_predict_folder_then_qc(run_dir, sample_dir, tmp_path, capsys):
+    out = tmp_path / "labels"
+    args = [
+        "predict",
+        "--model",
+        str(run_dir),
+        "--input",
+        str(sample_dir / "images"),
+        "--out",
+        str(out),
+        "--tile",
+        "128",
+        "--overlap",
+        "32",
+    ]
+    assert main(args) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in (sample_dir / "images").glob("*.tif"))
+    labels = tifffile.imread(out / "nuclei_04.tif")
+    assert labels.dtype == np.uint16 and labels.shape == (520, 696)
+    assert "objects ->" in capsys.readouterr().out
+    assert main(["qc", "--gt", str(sample_dir / "masks"), "--pred", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["images"]) == 4 and 0.0 <= report["summary"]["dsb_score"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("nuclei", "not bundled with this version yet"),
+        ("/nonexistent/run", "no such file or run folder"),
+        ("PICKLE", "never unpickles"),
+    ],
+)
+def test_predict_model_errors(model, message, sample_dir, tmp_path, capsys):
+    if model == "PICKLE":
+        model = str(tmp_path / "model.pt")
+        torch.save({"w": torch.zeros(2)}, model)
+    args = [
+        "predict",
+        "--model",
+        model,
+        "--input",
+        str(sample_dir / "images"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_predict_channel_mismatch(run_dir, tmp_path, capsys):
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((64, 64, 3), np.uint8))
+    args = ["predict", "--model", str(run_dir), "--input", str(rgb), "--out", str(tmp_path / "o")]
+    assert main(args) == 1
+    assert "expects grey" in capsys.readouterr().err
