@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +132,7 @@ def _percentiles(image, channels: int, max_pixels: int = 4_000_000) -> np.ndarra
     return np.percentile(sample[:, :channels], [LOW, HIGH], axis=0).astype(np.float32)
 
 
-def predict_probs_tiled(
+def iter_predict_probs(
     loaded: LoadedModel,
     image,
     *,
@@ -140,13 +140,12 @@ def predict_probs_tiled(
     overlap: int = 64,
     batch: int = 4,
     dtype=None,
-    progress: Callable[[int, int], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-) -> np.ndarray:
+) -> Generator[tuple[int, int], None, np.ndarray]:
     """Sigmoid maps ``(K, H, W)`` float32 of one 2-D image ``(H, W)`` or ``(H, W, C)``.
 
-    Memory: the output maps and one batch of tiles, whatever the image size. ``progress`` is
-    called with (tiles done, tiles total); ``stop`` is polled between batches.
+    A generator: yields (tiles done, tiles total) after every batch and returns the maps, so a
+    GUI can show progress and cancel between batches. Memory: the output maps and one batch of
+    tiles, whatever the image size.
     """
     import torch
 
@@ -166,8 +165,6 @@ def predict_probs_tiled(
     boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
     device = next(loaded.model.parameters()).device
     for i in range(0, len(boxes), batch):
-        if stop is not None and stop():
-            raise Stopped("prediction stopped")
         group = boxes[i : i + batch]
         tiles = np.zeros((len(group), channels, th, tw), np.float32)
         for j, (y, x) in enumerate(group):
@@ -185,10 +182,32 @@ def predict_probs_tiled(
             hh, ww = min(th, h - y), min(tw, w - x)
             out[:, y : y + hh, x : x + ww] += probs[j, :, :hh, :ww] * window[:hh, :ww]
             weight[y : y + hh, x : x + ww] += window[:hh, :ww]
-        if progress is not None:
-            progress(min(i + batch, len(boxes)), len(boxes))
+        yield min(i + batch, len(boxes)), len(boxes)
     out /= np.maximum(weight, 1e-6)
     return out
+
+
+def predict_probs_tiled(
+    loaded: LoadedModel,
+    image,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """:func:`iter_predict_probs` run to the end; ``progress(done, total)`` is called after
+    every batch and ``stop`` polled before the next one."""
+    gen = iter_predict_probs(loaded, image, **kwargs)
+    while True:
+        if stop is not None and stop():
+            gen.close()
+            raise Stopped("prediction stopped")
+        try:
+            done = next(gen)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(*done)
 
 
 def _ceil32(n: int) -> int:

@@ -1,0 +1,222 @@
+"""The "Segment" dock widget: run a trained model on an image layer, tune the decoding live.
+
+The network runs once, in a worker (progress, Cancel); the threshold and minimum-size
+controls then only re-run :func:`napari_segqc.core.targets.decode_instances` on the kept maps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ..core.errors import SegQCError
+from ..core.predict import BUILTIN_MODELS
+from .train_widget import TRAINED_MODELS
+
+FILE_CHOICE = "run folder or file..."
+TRAINED_PREFIX = "trained: "
+
+
+def _segment_job(source: str, image, device_name: str, tile: int, overlap: int):
+    """Worker body: load the model, then predict tile by tile, yielding (done, total)."""
+    from ..core.predict import iter_predict_probs, load_model
+    from ..core.train import autocast_dtype, pick_device
+
+    device = pick_device(device_name)
+    loaded = load_model(source, device)
+    probs = yield from iter_predict_probs(
+        loaded, image, tile=tile, overlap=overlap, dtype=autocast_dtype("auto", device)
+    )
+    return loaded.config, probs
+
+
+class SegmentWidget(Container):
+    """Segment an Image layer into a Labels layer with a trained or built-in model."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._worker = None
+        self.probs: np.ndarray | None = None
+        self.model_config = None
+        self._image_layer: Image | None = None
+        self.image_combo = ComboBox(label="Image", choices=self._image_choices)
+        self.model_combo = ComboBox(label="Model", choices=self._model_choices)
+        self.model_path = FileEdit(
+            label="Model file", mode="r", visible=False, filter="*.safetensors"
+        )
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"])
+        self.tile = SpinBox(label="Tile size", value=512, min=64, max=4096, step=32)
+        self.overlap = SpinBox(label="Overlap", value=64, min=0, max=1024, step=8)
+        self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.01)
+        self.min_size = SpinBox(label="Min size (px)", value=15, min=0, max=100_000)
+        self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
+        self.status = Label(value="")
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        self.extend(
+            [
+                self.image_combo,
+                self.model_combo,
+                self.model_path,
+                self.device,
+                self.tile,
+                self.overlap,
+                buttons,
+                self.progress,
+                self.threshold,
+                self.min_size,
+                self.show_probs,
+                self.status,
+            ]
+        )
+        self._connect()
+
+    def _image_choices(self, _w=None):
+        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+
+    def _model_choices(self, _w=None):
+        names = [f"{n} (built-in)" for n, p in BUILTIN_MODELS.items() if p.is_file()]
+        names += [f"{TRAINED_PREFIX}{p}" for p in reversed(TRAINED_MODELS)]
+        return [*names, FILE_CHOICE]
+
+    def _connect(self) -> None:
+        """Connect every signal to its handler (tests call the handlers directly)."""
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.model_combo.changed.connect(self._on_model_choice)
+        self.threshold.changed.connect(self.redecode)
+        self.min_size.changed.connect(self.redecode)
+        events = self.viewer.layers.events
+        for event in (events.inserted, events.removed, events.reordered):
+            event.connect(lambda _e: self.reset_choices())
+        self._on_model_choice(self.model_combo.value)
+
+    def _on_model_choice(self, value) -> None:
+        self.model_path.visible = value == FILE_CHOICE
+
+    def model_source(self) -> str:
+        value = self.model_combo.value
+        if value == FILE_CHOICE:
+            path = Path(self.model_path.value)
+            if str(path) in ("", ".") or not path.exists():
+                raise SegQCError(f"choose a run folder or a .safetensors model file ({path})")
+            return str(path)
+        if value.startswith(TRAINED_PREFIX):
+            return value[len(TRAINED_PREFIX) :]
+        return value.split(" ")[0]
+
+    def run(self) -> None:
+        image = self.image_combo.value
+        try:
+            if image is None:
+                raise SegQCError("open or pick an image layer to segment")
+            if image.ndim != 2 or image.multiscale:  # napari counts no RGB axis in ndim
+                raise SegQCError(f"{image.name!r}: Segment works on single 2-D images for now")
+            source = self.model_source()
+        except SegQCError as exc:
+            show_error(str(exc))
+            return
+        self._image_layer = image
+        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
+        self.status.value = "segmenting..."
+        self._set_running(True)
+        self._worker = create_worker(
+            _segment_job,
+            source,
+            image.data,
+            self.device.value,
+            int(self.tile.value),
+            int(self.overlap.value),
+            _progress={"desc": "SegQC segmentation"},
+            _connect={
+                "yielded": self._on_progress,
+                "returned": self._on_result,
+                "errored": self._on_error,
+                "finished": lambda: self._set_running(False),
+            },
+            _start_thread=False,
+        )
+        self._worker.start()
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.quit()
+            self.status.value = "cancelled"
+
+    def _on_progress(self, done_total) -> None:
+        self.progress.max = done_total[1]
+        self.progress.value = done_total[0]
+
+    def _on_result(self, result) -> None:
+        self.model_config, self.probs = result
+        self.threshold.value = self.model_config.threshold
+        self.redecode()
+        if self.show_probs.value:
+            self._put_layer(f"{self._image_layer.name} probability", self.probs[0], "image")
+        show_info(f"SegQC: {self._image_layer.name}: {int(self.labels_layer.data.max())} objects")
+
+    def redecode(self, _value=None) -> None:
+        """Decode the kept maps with the current threshold and minimum size (no network)."""
+        if self.probs is None or self._image_layer is None:
+            return
+        from ..core.targets import decode_instances
+
+        labels = decode_instances(
+            self.probs,
+            self.model_config.target_mode,
+            threshold=float(self.threshold.value),
+            min_size=int(self.min_size.value),
+        )
+        self.labels_layer = self._put_layer(f"{self._image_layer.name} labels", labels, "labels")
+        self.status.value = f"{int(labels.max())} objects"
+
+    def _put_layer(self, name: str, data: np.ndarray, kind: str):
+        src = self._image_layer
+        if name in self.viewer.layers and self.viewer.layers[name].metadata.get("segqc_segment"):
+            layer = self.viewer.layers[name]
+            layer.data = data
+            return layer
+        add = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
+        options = (
+            {"colormap": "magma", "contrast_limits": (0, 1), "opacity": 0.6}
+            if kind == "image"
+            else {"opacity": 0.6}
+        )
+        return add(
+            data,
+            name=name,
+            scale=src.scale[-2:],
+            translate=src.translate[-2:],
+            metadata={"segqc_segment": True},
+            **options,
+        )
+
+    def _on_error(self, exc: Exception) -> None:
+        self.status.value = f"failed: {exc}"
+        show_error(f"SegQC segmentation failed: {exc}")
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.enabled = not running
+        self.cancel_button.enabled = running
+        if not running:
+            self.progress.visible = False

@@ -1,0 +1,129 @@
+"""The Segment dock widget in a real napari viewer (with a tiny model trained for the test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import degrade
+from napari_segqc._widgets import segment_widget as segment_module
+from napari_segqc._widgets.segment_widget import FILE_CHOICE, TRAINED_PREFIX, SegmentWidget
+from napari_segqc._widgets.train_widget import TRAINED_MODELS
+from napari_segqc.core.config import TrainConfig
+from napari_segqc.core.data import load_training_data
+from napari_segqc.core.models import ModelConfig
+from napari_segqc.core.train import iter_train
+
+
+@pytest.fixture(scope="module")
+def model_path(sample_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg") / "run"
+    config = TrainConfig(
+        model=ModelConfig(encoder="resnet18"),
+        epochs=1,
+        steps_per_epoch=2,
+        batch=2,
+        patch=64,
+        val_fraction=0.25,
+    )
+    for _ in iter_train(config, load_training_data(sample_dir), out):
+        pass
+    return out / "best.safetensors"
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown: list[str] = []
+    monkeypatch.setattr(segment_module, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def widget(make_napari_viewer, sample_pair, model_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample_pair[0], name="img")
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Segment")
+    w.image_combo.value = viewer.layers["img"]
+    w.model_combo.value = FILE_CHOICE
+    w.model_path.value = model_path
+    w.tile.value = 128
+    w.overlap.value = 32
+    return w
+
+
+def run_and_wait(qtbot, w, timeout=60_000):
+    w.run()
+    assert w._worker is not None and not w.run_button.enabled
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=timeout)
+
+
+def test_labels_appear_and_threshold_redecodes_without_the_network(qtbot, widget, errors):
+    run_and_wait(qtbot, widget)
+    assert not errors
+    layer = widget.viewer.layers["img labels"]
+    assert layer.data.shape == (256, 256) and layer.data.dtype.kind in "iu"
+    worker = widget._worker
+    fake = np.zeros_like(widget.probs)
+    fake[:, 20:40, 20:40] = 0.9  # one square object in every channel
+    fake[1] = 0.0  # no boundary
+    widget.probs = fake
+    widget.threshold.value = 0.3  # a control change: decoding only
+    assert widget._worker is worker  # no new network run
+    assert len(np.unique(layer.data)) == 2 and layer.data[30, 30] > 0
+    assert widget.status.value == "1 objects"
+
+
+def test_rerun_replaces_the_layer_and_probability_map(qtbot, widget):
+    widget.show_probs.value = True
+    run_and_wait(qtbot, widget)
+    n = len(widget.viewer.layers)
+    run_and_wait(qtbot, widget)
+    assert len(widget.viewer.layers) == n
+    probs = widget.viewer.layers["img probability"].data
+    assert probs.shape == (256, 256) and probs.min() >= 0 and probs.max() <= 1
+
+
+def test_cancel_stops_before_any_layer(qtbot, widget, sample_pair):
+    widget.viewer.add_image(np.tile(sample_pair[0], (6, 6)), name="big")  # 1536 x 1536
+    widget.image_combo.value = widget.viewer.layers["big"]
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value >= 1, timeout=60_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=60_000)
+    assert "big labels" not in widget.viewer.layers
+    assert widget.progress.value < widget.progress.max
+
+
+def test_missing_model_file_is_a_notification(widget, errors, tmp_path):
+    widget.model_path.value = tmp_path / "missing.safetensors"
+    widget.run()
+    assert widget._worker is None and "choose a run folder" in errors[-1]
+
+
+def test_channel_mismatch_in_the_worker(qtbot, widget, errors, model_path):
+    widget.viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="rgb", rgb=True)
+    widget.image_combo.value = widget.viewer.layers["rgb"]
+    run_and_wait(qtbot, widget)
+    assert "expects grey" in errors[-1] and "rgb labels" not in widget.viewer.layers
+
+
+def test_trained_models_are_offered(widget, model_path):
+    TRAINED_MODELS.append(model_path)
+    try:
+        widget.reset_choices()
+        assert f"{TRAINED_PREFIX}{model_path}" in widget.model_combo.choices
+        widget.model_combo.value = f"{TRAINED_PREFIX}{model_path}"
+        assert widget.model_source() == str(model_path)
+    finally:
+        TRAINED_MODELS.remove(model_path)
+
+
+def test_segmentation_can_be_checked_with_qc(qtbot, widget, sample_pair):
+    from napari_segqc.core.qc import qc_report
+
+    run_and_wait(qtbot, widget)
+    labels = widget.viewer.layers["img labels"].data
+    report = qc_report(sample_pair[1], labels)
+    assert 0.0 <= report["objects"]["0.50"]["f1"] <= 1.0
+    assert qc_report(sample_pair[1], degrade(sample_pair[1]))["pixel"]["iou"] < 1.0
