@@ -20,7 +20,7 @@ slices; :func:`run_qc` and :func:`qc_report` are the plain-call versions.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,6 @@ class QCResult:
 
     report: dict[str, Any]
     maps: QCMaps | None = None
-    slice_indices: list[tuple[int, ...]] = field(default_factory=list)
 
 
 def to_grayscale(data: np.ndarray) -> np.ndarray:
@@ -235,7 +234,7 @@ def iter_qc(
         report = combine_reports(entries, name=name)
         report["slices"] = entries
     report["threshold"] = threshold_key(threshold)
-    return QCResult(report=report, maps=out, slice_indices=indices)
+    return QCResult(report=report, maps=out)
 
 
 def _slice_name(name: str, index: tuple[int, ...]) -> str:
