@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "sample_data"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+#: Settings for a training run of a few seconds on the sample data (CLI arguments).
+TINY_TRAIN_ARGS = [
+    *("--epochs", "1", "--steps-per-epoch", "2", "--batch", "2", "--patch", "64"),
+    *("--encoder", "resnet18", "--val-fraction", "0.25"),
+]
+
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
@@ -46,3 +52,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "dsb2018" / "train").is_dir():
         pytest.skip("../shared/data is not available")
     return SHARED_DATA
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the dock widgets sent to napari's show_error (in the order shown)."""
+    from napari_segqc._widgets import qc_widget, segment_widget, train_widget
+
+    shown: list[str] = []
+    for module in (qc_widget, segment_widget, train_widget):
+        monkeypatch.setattr(module, "show_error", shown.append)
+    return shown

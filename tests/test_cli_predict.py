@@ -7,22 +7,8 @@ import pytest
 import tifffile
 import torch
 
+from conftest import TINY_TRAIN_ARGS as TINY
 from napari_segqc.cli import main
-
-TINY = [
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--batch",
-    "2",
-    "--patch",
-    "64",
-    "--encoder",
-    "resnet18",
-    "--val-fraction",
-    "0.25",
-]
 
 
 @pytest.fixture(scope="module")

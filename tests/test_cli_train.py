@@ -4,22 +4,8 @@ import csv
 
 import pytest
 
+from conftest import TINY_TRAIN_ARGS as TINY
 from napari_segqc.cli import main
-
-TINY = [
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--batch",
-    "2",
-    "--patch",
-    "64",
-    "--encoder",
-    "resnet18",
-    "--val-fraction",
-    "0.25",
-]
 
 
 def test_train_then_resume(sample_dir, tmp_path, capsys):

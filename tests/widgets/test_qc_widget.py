@@ -11,21 +11,12 @@ from napari.utils.colormaps.standardize_color import transform_color
 from qtpy.QtCore import QTimer
 
 from conftest import degrade
-from napari_segqc._widgets import qc_widget as qc_module
 from napari_segqc._widgets.layers import METADATA_KEY, map_name
 from napari_segqc._widgets.qc_widget import QCWidget
 from napari_segqc.core.pixel import ERROR_CLASSES, ERROR_COLORS
 from napari_segqc.core.qc import qc_report
 
 MAP_TYPES = {"error": Labels, "object_iou": Image, "ssim": Image, "rse": Image}
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the widget sent to show_error."""
-    shown: list[str] = []
-    monkeypatch.setattr(qc_module, "show_error", shown.append)
-    return shown
 
 
 @pytest.fixture

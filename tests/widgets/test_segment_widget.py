@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from conftest import degrade
-from napari_segqc._widgets import segment_widget as segment_module
 from napari_segqc._widgets.segment_widget import FILE_CHOICE, TRAINED_PREFIX, SegmentWidget
 from napari_segqc._widgets.train_widget import TRAINED_MODELS
 from napari_segqc.core.config import TrainConfig
@@ -29,13 +28,6 @@ def model_path(sample_dir, tmp_path_factory):
     for _ in iter_train(config, load_training_data(sample_dir), out):
         pass
     return out / "best.safetensors"
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(segment_module, "show_error", shown.append)
-    return shown
 
 
 @pytest.fixture

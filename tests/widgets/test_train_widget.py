@@ -7,17 +7,9 @@ import pytest
 import torch
 from qtpy.QtCore import QTimer
 
-from napari_segqc._widgets import train_widget as train_module
 from napari_segqc._widgets.train_widget import TRAINED_MODELS, TrainWidget
 from napari_segqc.core.checkpoint import load_weights
 from napari_segqc.core.train import StepReport
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr(train_module, "show_error", shown.append)
-    return shown
 
 
 @pytest.fixture
