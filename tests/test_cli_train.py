@@ -30,6 +30,8 @@ def test_train_then_resume(sample_dir, tmp_path, capsys):
         (["--images", "/nonexistent"], "no such folder"),
         (["--encoder", "resnet35"], "unknown encoder"),
         (["--patch", "100"], "multiple of 32"),
+        (["--decoder-channels", "64,32"], "one width per encoder stage"),
+        (["--init", "/nonexistent/run"], "no such file or run folder"),
     ],
 )
 def test_train_errors_are_one_line(sample_dir, tmp_path, capsys, extra, message):
@@ -37,3 +39,24 @@ def test_train_errors_are_one_line(sample_dir, tmp_path, capsys, extra, message)
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_smaller_model_fine_tuned_from_a_run(sample_dir, tmp_path, capsys):
+    import json
+
+    args = ["train", "--images", str(sample_dir), *TINY]
+    assert main([*args, "--out", str(tmp_path / "first")]) == 0
+    small = ["--encoder-depth", "4", "--decoder-channels", "128,64,32,16"]
+    first = ["--init", str(tmp_path / "first")]
+    assert main([*args, "--out", str(tmp_path / "small"), *small]) == 0
+    assert main([*args, "--out", str(tmp_path / "tuned"), *first]) == 0
+    config = json.loads((tmp_path / "small" / "config.json").read_text())
+    assert config["model"]["encoder_depth"] == 4
+    assert config["model"]["decoder_channels"] == [128, 64, 32, 16]
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init"].endswith("first")
+    small_size = (tmp_path / "small" / "best.safetensors").stat().st_size
+    assert small_size < 0.5 * (tmp_path / "first" / "best.safetensors").stat().st_size
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse: usage error
+        main([*args, "--out", str(tmp_path / "bad"), "--decoder-channels", "64,x"])
+    assert "comma-separated integers" in capsys.readouterr().err

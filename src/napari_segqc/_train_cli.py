@@ -38,7 +38,33 @@ def add_train_parser(sub) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--encoder-depth", type=int, default=5, help="downsampling stages (3-5); fewer = smaller"
+    )
+    p.add_argument(
+        "--decoder-channels",
+        type=_widths,
+        metavar="W,W,...",
+        help="decoder widths, one per stage (default 256,128,64,32,16)",
+    )
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from these weights (run folder, .safetensors or built-in name): fine-tuning",
+    )
     p.set_defaults(func=run_train_command)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return widths
 
 
 def config_from_args(args: argparse.Namespace):
@@ -47,7 +73,12 @@ def config_from_args(args: argparse.Namespace):
     from .core.optim import ScheduleConfig
 
     return TrainConfig(
-        model=ModelConfig(arch=args.arch, encoder=args.encoder),
+        model=ModelConfig(
+            arch=args.arch,
+            encoder=args.encoder,
+            encoder_depth=args.encoder_depth,
+            decoder_channels=args.decoder_channels,
+        ),
         target_mode=args.target_mode,
         loss=args.loss,
         optimizer=args.optimizer,
@@ -62,6 +93,7 @@ def config_from_args(args: argparse.Namespace):
         device=args.device,
         precision=args.precision,
         patience=args.patience,
+        init=args.init,
     )
 
 

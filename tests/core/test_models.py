@@ -1,5 +1,7 @@
 """Model registry: every architecture builds offline; bad names list the valid ones."""
 
+import json
+
 import pytest
 import torch
 
@@ -57,3 +59,24 @@ def test_triton_is_kept_out_without_a_gpu():
     cuda, triton = out.stdout.split()[:2]
     if cuda == "False":
         assert triton == "None"  # marked absent: never imported
+
+
+def test_shallower_model_drops_unused_stages_and_round_trips():
+    config = ModelConfig(encoder="resnet18", encoder_depth=4, decoder_channels=(64, 32, 16, 8))
+    model = build_model(config)
+    names = {k.split(".")[1] for k in model.state_dict() if k.startswith("encoder.")}
+    assert "layer4" not in names and "layer3" in names  # 1/32-scale stage never runs: gone
+    full = build_model(ModelConfig(encoder="resnet18"))
+    n = sum(p.numel() for p in model.parameters())
+    assert n < 0.4 * sum(p.numel() for p in full.parameters())
+    out = model(torch.zeros(1, 1, 64, 64))
+    assert out.shape == (1, 3, 64, 64)
+    again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config  # JSON lists come back as tuples
+
+
+def test_bad_depth_settings():
+    with pytest.raises(SegQCError, match="encoder depth"):
+        build_model(ModelConfig(encoder_depth=6))
+    with pytest.raises(SegQCError, match="one width per encoder stage"):
+        build_model(ModelConfig(encoder_depth=4, decoder_channels=(64, 32)))

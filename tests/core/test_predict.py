@@ -14,9 +14,14 @@ from napari_segqc.core.config import TrainConfig
 from napari_segqc.core.errors import SegQCError, Stopped
 from napari_segqc.core.models import ModelConfig, build_model
 from napari_segqc.core.predict import (
+    LoadedModel,
+    PredictWarning,
     blend_window,
+    decode_labels,
+    image_layout,
     load_model,
     predict_probs_tiled,
+    segment,
     tile_starts,
 )
 
@@ -143,3 +148,79 @@ def test_bad_tile_settings(loaded):
         predict_probs_tiled(loaded, image, tile=100)
     with pytest.raises(SegQCError, match="overlap"):
         predict_probs_tiled(loaded, image, tile=128, overlap=64)
+
+
+def _blobs(seed: int, size: int = 96) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    image = rng.normal(20, 3, (size, size))
+    yy, xx = np.mgrid[:size, :size]
+    for cy, cx in rng.integers(10, size - 10, (6, 2)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 36] += 100
+    return image.astype(np.float32)
+
+
+def test_stack_is_predicted_slice_by_slice(loaded):
+    """A (T, Z, H, W) stack gives (T, Z, K, H, W) maps equal to each slice on its own."""
+    stack = np.stack([np.stack([_blobs(t * 2 + z) for z in range(2)]) for t in range(2)])
+    progress = []
+    probs = predict_probs_tiled(
+        loaded, stack, tile=64, overlap=16, batch=2, progress=lambda d, n: progress.append((d, n))
+    )
+    assert probs.shape == (2, 2, 3, 96, 96)
+    single = predict_probs_tiled(loaded, stack[1, 0], tile=64, overlap=16, batch=2)
+    np.testing.assert_allclose(probs[1, 0], single, atol=1e-6)
+    done = [d for d, _ in progress]
+    assert done == sorted(done) and progress[-1][0] == progress[-1][1] == 4 * 4  # 4 tiles/slice
+    labels, _ = segment(loaded, stack, tile=64, overlap=16)
+    assert labels.shape == (2, 2, 96, 96) and labels.dtype == np.int32
+    np.testing.assert_array_equal(labels[0, 1], decode_labels(probs[0, 1], loaded.config))
+
+
+def test_rgb_stack_and_layout_rules():
+    assert image_layout((5, 64, 64), 1) == ((5,), 1)
+    assert image_layout((64, 64, 3), 3) == ((), 3)
+    assert image_layout((4, 64, 64, 3), 3) == ((4,), 3)
+    assert image_layout((2, 3, 64, 64), 1) == ((2, 3), 1)
+    with pytest.raises(SegQCError, match="expects grey"):
+        image_layout((64, 64, 3), 1)
+    with pytest.raises(SegQCError, match="expects RGB"):
+        image_layout((5, 64, 64), 3)
+    with pytest.raises(SegQCError, match="at least 2"):
+        image_layout((64,), 1)
+
+
+def test_flip_tta_is_equivariant(loaded):
+    """With flip TTA, predicting a mirrored image gives the mirrored maps."""
+    image = _blobs(3)
+    plain = predict_probs_tiled(loaded, image, tile=96, overlap=0)
+    tta = predict_probs_tiled(loaded, image, tile=96, overlap=0, tta=True)
+    mirrored = predict_probs_tiled(loaded, image[:, ::-1].copy(), tile=96, overlap=0, tta=True)
+    np.testing.assert_allclose(mirrored[:, :, ::-1], tta, atol=1e-5)
+    assert np.abs(tta - plain).max() > 1e-4  # the untrained net is not symmetric: TTA did run
+
+
+class _OutOfMemoryAbove(torch.nn.Module):
+    """Wraps a model; raises a CUDA-style out-of-memory error for tiles wider than ``limit``."""
+
+    def __init__(self, model, limit):
+        super().__init__()
+        self.model, self.limit, self.calls = model, limit, []
+
+    def forward(self, x):
+        self.calls.append(x.shape[-1])
+        if x.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.model(x)
+
+
+def test_out_of_memory_retries_with_smaller_tiles(loaded):
+    image = _blobs(4, 256)
+    small = LoadedModel(_OutOfMemoryAbove(loaded.model, 128), loaded.config, loaded.path)
+    with pytest.warns(PredictWarning, match="retrying with 128-pixel tiles"):
+        probs = predict_probs_tiled(small, image, tile=256, overlap=32)
+    assert small.model.calls[0] == 256 and set(small.model.calls[1:]) == {128}
+    reference = predict_probs_tiled(loaded, image, tile=128, overlap=32)
+    np.testing.assert_allclose(probs, reference, atol=1e-5)
+    never = LoadedModel(_OutOfMemoryAbove(loaded.model, 64), loaded.config, loaded.path)
+    with pytest.raises(torch.OutOfMemoryError), pytest.warns(PredictWarning):
+        predict_probs_tiled(never, image, tile=256, overlap=32)  # 128 is the floor

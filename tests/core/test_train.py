@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segqc.core.checkpoint import load_weights
+from napari_segqc.core.checkpoint import load_weights, save_weights
 from napari_segqc.core.config import TrainConfig
 from napari_segqc.core.data import load_training_data, samples_from_arrays
 from napari_segqc.core.errors import SegQCError
@@ -23,6 +23,7 @@ from napari_segqc.core.train import (
     autocast_dtype,
     iter_train,
     pick_device,
+    warm_start,
 )
 
 TINY = TrainConfig(
@@ -175,3 +176,25 @@ def test_no_validation_never_stops_early(samples, tmp_path):
     epochs = [r for r in reports if isinstance(r, EpochReport)]
     assert [r.epoch for r in epochs] == [0, 1, 2] and not any(r.stopped for r in epochs)
     assert {r.lr for r in epochs} == {TINY.lr}  # plateau never cut the rate without a metric
+
+
+def test_warm_start_copies_what_fits(samples, tmp_path):
+    drain(iter_train(TINY, samples, tmp_path / "first"))
+    trained, _ = load_weights(tmp_path / "first" / "best.safetensors")
+    binary = build_model(replace(TINY.model, classes=1))  # another head: all else fits
+    copied, total = warm_start(binary, tmp_path / "first")
+    own = binary.state_dict()
+    assert copied == total - 2  # segmentation head weight and bias differ in shape
+    assert torch.equal(own["encoder.conv1.weight"], trained["encoder.conv1.weight"])
+    assert not torch.equal(
+        own["segmentation_head.0.bias"][:1], trained["segmentation_head.0.bias"][:1]
+    )
+    # a run started from those weights begins where the first one ended
+    config = replace(TINY, init=str(tmp_path / "first"), epochs=1, target_mode="binary")
+    drain(iter_train(config, samples, tmp_path / "second"))
+    saved = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert saved["init"] == str(tmp_path / "first")
+    foreign = tmp_path / "foreign.safetensors"
+    save_weights(foreign, {"x": torch.zeros(2)}, {})
+    with pytest.raises(SegQCError, match="none of its weights fit"):
+        warm_start(binary, foreign)

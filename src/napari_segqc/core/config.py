@@ -44,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     threshold: float = 0.5  # decoding: foreground probability threshold
     min_size: int = 15  # decoding: smallest object kept, in pixels
+    init: str | None = None  # weights to start from (run folder or .safetensors); None: random
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -35,6 +35,10 @@ SUGGESTED_ENCODERS = (
 )
 
 
+#: Decoder widths of smp's U-Net family, widest first; shallower models take the first ones.
+DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a network (stored in a run's ``config.json``)."""
@@ -44,6 +48,8 @@ class ModelConfig:
     in_channels: int = 1
     classes: int = 3
     encoder_weights: str | None = None
+    encoder_depth: int = 5  # downsampling stages used (3..5); fewer = smaller, finer model
+    decoder_channels: tuple[int, ...] | None = None  # one per stage; None: the default
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +59,7 @@ class ModelConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise SegQCError(f"model config has unknown keys: {sorted(unknown)}")
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**data)
 
 
@@ -92,6 +99,13 @@ def check_model_config(config: ModelConfig) -> None:
         )
     if config.in_channels < 1 or config.classes < 1:
         raise SegQCError(f"in_channels and classes must be >= 1, got {config}")
+    if not 3 <= config.encoder_depth <= 5:
+        raise SegQCError(f"encoder depth must be 3, 4 or 5, got {config.encoder_depth}")
+    if config.decoder_channels is not None and len(config.decoder_channels) != config.encoder_depth:
+        raise SegQCError(
+            f"decoder channels {list(config.decoder_channels)} must give one width per encoder "
+            f"stage ({config.encoder_depth})"
+        )
 
 
 def build_model(config: ModelConfig):
@@ -99,15 +113,43 @@ def build_model(config: ModelConfig):
     smp = import_smp()
 
     check_model_config(config)
+    options: dict[str, Any] = {}
+    if config.encoder_depth != 5:
+        options["encoder_depth"] = config.encoder_depth
+    if config.decoder_channels is not None:
+        options["decoder_channels"] = tuple(config.decoder_channels)
+    elif config.encoder_depth != 5:  # smp's default widths, cut to the number of stages
+        options["decoder_channels"] = DEFAULT_DECODER_CHANNELS[: config.encoder_depth]
     try:
-        return smp.create_model(
+        model = smp.create_model(
             config.arch,
             encoder_name=config.encoder,
             encoder_weights=config.encoder_weights,
             in_channels=config.in_channels,
             classes=config.classes,
+            **options,
         )
-    except (KeyError, ValueError, RuntimeError, OSError) as exc:  # OSError: no network
+    except (KeyError, ValueError, RuntimeError, OSError, TypeError) as exc:  # OSError: no network
         raise SegQCError(
             f"cannot build {config.arch} with encoder {config.encoder}: {exc}"
         ) from None
+    _drop_unused_stages(model.encoder, config.encoder_depth)
+    return model
+
+
+def _drop_unused_stages(encoder, depth: int) -> None:
+    """Remove encoder stages deeper than ``depth``: smp keeps them although they never run.
+
+    Without this a depth-4 resnet34 U-Net would carry (and save) layer4's 13 M unused weights.
+    """
+    import torch
+
+    get_stages = getattr(encoder, "get_stages", None)
+    if get_stages is None or depth >= 5:
+        return
+    for stride, modules in get_stages().items():
+        if stride > 2**depth:
+            for module in modules:
+                for name, child in list(encoder.named_children()):
+                    if child is module:
+                        setattr(encoder, name, torch.nn.Identity())

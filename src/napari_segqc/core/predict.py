@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,18 +107,35 @@ def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
     return np.outer(_ramp(height, overlap), _ramp(width, overlap))
 
 
-def image_channels(image, in_channels: int) -> int:
-    """Channels of an image ``(H, W)`` or ``(H, W, C)``; raises if the model expects others."""
-    channels = 1 if len(image.shape) == 2 else int(image.shape[-1])
-    if len(image.shape) not in (2, 3) or (len(image.shape) == 3 and channels not in (3, 4)):
-        raise SegQCError(f"need a 2-D grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
-    channels = min(channels, 3)  # RGBA: alpha dropped
+def image_layout(shape: tuple[int, ...], in_channels: int) -> tuple[tuple[int, ...], int]:
+    """Split an image shape into (leading slice dims, channels) for a model.
+
+    ``(H, W)`` grey, ``(H, W, 3|4)`` RGB(A) and stacks or time-lapses of either: ``(..., H, W)``
+    / ``(..., H, W, 3|4)``, segmented slice by slice. Raises if the model expects the other kind.
+    """
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 2:
+        raise SegQCError(f"need an image of at least 2 dimensions, got shape {shape}")
+    rgb = len(shape) >= 3 and shape[-1] in (3, 4) and (in_channels == 3 or len(shape) == 3)
+    channels = 3 if rgb else 1  # RGBA: alpha dropped
+    lead = shape[:-3] if rgb else shape[:-2]
+    plane = shape[len(lead) :]
+    if min(plane[:2]) < 1:
+        raise SegQCError(f"image has an empty dimension: shape {shape}")
     if channels != in_channels:
         kinds = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
         raise SegQCError(
             f"the model expects {kinds.get(in_channels, in_channels)} images, but this image is "
             f"{kinds.get(channels, channels)}: use a model trained on such images"
         )
+    return lead, channels
+
+
+def image_channels(image, in_channels: int) -> int:
+    """Channels of one 2-D image ``(H, W)`` or ``(H, W, C)``; raises if the model expects others."""
+    lead, channels = image_layout(image.shape, in_channels)
+    if lead:
+        raise SegQCError(f"need a 2-D grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
     return channels
 
 
@@ -132,28 +150,43 @@ def _percentiles(image, channels: int, max_pixels: int = 4_000_000) -> np.ndarra
     return np.percentile(sample[:, :channels], [LOW, HIGH], axis=0).astype(np.float32)
 
 
-def iter_predict_probs(
-    loaded: LoadedModel,
-    image,
-    *,
-    tile: int = 512,
-    overlap: int = 64,
-    batch: int = 4,
-    dtype=None,
-) -> Generator[tuple[int, int], None, np.ndarray]:
-    """Sigmoid maps ``(K, H, W)`` float32 of one 2-D image ``(H, W)`` or ``(H, W, C)``.
+#: Flip test-time augmentation: the network sees each tile as is and mirrored (dims flipped).
+TTA_FLIPS = ((), (-1,), (-2,), (-2, -1))
 
-    A generator: yields (tiles done, tiles total) after every batch and returns the maps, so a
-    GUI can show progress and cancel between batches. Memory: the output maps and one batch of
-    tiles, whatever the image size.
-    """
+
+class PredictWarning(UserWarning):
+    """Something the user should know about a prediction that still succeeded."""
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
-    if tile < 64 or tile % 32:
-        raise SegQCError(f"tile size must be a multiple of 32 (>= 64), got {tile}")
-    if not 0 <= overlap < tile // 2:
-        raise SegQCError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
-    channels = image_channels(image, loaded.config.model.in_channels)
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+
+
+def _forward(model, x, dtype, tta: bool):
+    import torch
+
+    autocast = torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None)
+    with torch.inference_mode(), autocast:
+        if not tta:
+            return torch.sigmoid(model(x).float())
+        total = None
+        for dims in TTA_FLIPS:
+            xf = torch.flip(x, dims) if dims else x
+            probs = torch.sigmoid(model(xf).float())
+            probs = torch.flip(probs, dims) if dims else probs
+            total = probs if total is None else total + probs
+        return total / len(TTA_FLIPS)
+
+
+def _iter_plane(
+    loaded: LoadedModel, image, channels: int, tile: int, overlap: int, batch: int, dtype, tta
+) -> Generator[int, None, np.ndarray]:
+    """Maps ``(K, H, W)`` of one 2-D plane, tile batch by tile batch (yields tiles done)."""
+    import torch
+
     lo, hi = _percentiles(image, channels)
     scale = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
     h, w = image.shape[:2]
@@ -175,16 +208,80 @@ def iter_predict_probs(
             if norm.shape[1:] != (th, tw):  # image smaller than a tile: mirror into the pad
                 tiles[j] = _reflect_fill(norm, th, tw)
         x_t = torch.from_numpy(tiles).to(device).contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-        with torch.inference_mode(), autocast:
-            probs = torch.sigmoid(loaded.model(x_t).float()).cpu().numpy()
+        probs = _forward(loaded.model, x_t, dtype, tta).cpu().numpy()
         for j, (y, x) in enumerate(group):
             hh, ww = min(th, h - y), min(tw, w - x)
             out[:, y : y + hh, x : x + ww] += probs[j, :, :hh, :ww] * window[:hh, :ww]
             weight[y : y + hh, x : x + ww] += window[:hh, :ww]
-        yield min(i + batch, len(boxes)), len(boxes)
+        yield len(group)
     out /= np.maximum(weight, 1e-6)
     return out
+
+
+def _tiles_per_plane(h: int, w: int, tile: int, overlap: int) -> int:
+    th, tw = min(tile, _ceil32(h)), min(tile, _ceil32(w))
+    return len(tile_starts(h, th, overlap)) * len(tile_starts(w, tw, overlap))
+
+
+def iter_predict_probs(
+    loaded: LoadedModel,
+    image,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    batch: int = 4,
+    dtype=None,
+    tta: bool = False,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Sigmoid maps of an image: ``(K, H, W)`` float32 for a 2-D image ``(H, W)`` /
+    ``(H, W, C)``, ``(..., K, H, W)`` for a stack or time-lapse (each slice on its own).
+
+    A generator: yields (tiles done, tiles total) after every batch and returns the maps, so a
+    GUI can show progress and cancel between batches. Memory: the output maps and one batch of
+    tiles, whatever the image size; numpy and lazy (dask/zarr) arrays are read tile by tile.
+    ``dtype`` is the autocast type (None: fp32); ``tta`` averages over the 4 flips of each tile.
+    If a GPU runs out of memory the tiles are halved (down to 128) and a
+    :class:`PredictWarning` says so.
+    """
+    if tile < 64 or tile % 32:
+        raise SegQCError(f"tile size must be a multiple of 32 (>= 64), got {tile}")
+    if not 0 <= overlap < tile // 2:
+        raise SegQCError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
+    if batch < 1:
+        raise SegQCError(f"batch must be at least 1, got {batch}")
+    lead, channels = image_layout(image.shape, loaded.config.model.in_channels)
+    h, w = image.shape[len(lead) : len(lead) + 2]
+    classes = loaded.config.model.classes
+    planes = int(np.prod(lead))  # 1 for a 2-D image
+    out = np.zeros((*lead, classes, h, w), np.float32) if lead else None
+    probs = None
+    for plane, index in enumerate(np.ndindex(*lead)):
+        while True:
+            per_plane = _tiles_per_plane(h, w, tile, overlap)
+            done = plane * per_plane
+            try:
+                gen = _iter_plane(loaded, image[index], channels, tile, overlap, batch, dtype, tta)
+                while True:
+                    try:
+                        done += next(gen)
+                    except StopIteration as finished:
+                        probs = finished.value
+                        break
+                    yield done, planes * per_plane
+                break
+            except Exception as exc:
+                if not _is_out_of_memory(exc) or tile <= 128:
+                    raise
+                _free_device_memory()
+                tile, overlap = max(128, tile // 2 // 32 * 32), min(overlap, tile // 8)
+                warnings.warn(
+                    f"out of memory on the device: retrying with {tile}-pixel tiles",
+                    PredictWarning,
+                    stacklevel=2,
+                )
+        if lead:
+            out[index] = probs
+    return out if lead else probs
 
 
 def predict_probs_tiled(
@@ -210,6 +307,16 @@ def predict_probs_tiled(
             progress(*done)
 
 
+def _free_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _ceil32(n: int) -> int:
     return -(-n // 32) * 32
 
@@ -220,6 +327,34 @@ def _reflect_fill(norm: np.ndarray, th: int, tw: int) -> np.ndarray:
     return np.pad(norm, ((0, 0), (0, th - h), (0, tw - w)), mode=mode)
 
 
+def decode_labels(
+    probs: np.ndarray,
+    config: TrainConfig,
+    *,
+    threshold: float | None = None,
+    min_size: int | None = None,
+) -> np.ndarray:
+    """Instance labels (int32) from maps ``(K, H, W)`` or a stack of them ``(..., K, H, W)``.
+
+    Each 2-D slice is decoded on its own, ids starting at 1 in every slice. ``threshold`` and
+    ``min_size`` default to the model's config.
+    """
+    from .targets import decode_instances
+
+    settings = {
+        "threshold": config.threshold if threshold is None else threshold,
+        "min_size": config.min_size if min_size is None else min_size,
+    }
+    probs = np.asarray(probs)
+    if probs.ndim < 3:
+        raise SegQCError(f"need maps of shape (..., K, H, W), got {probs.shape}")
+    lead = probs.shape[:-3]
+    labels = np.zeros((*lead, *probs.shape[-2:]), np.int32)
+    for index in np.ndindex(*lead):
+        labels[index] = decode_instances(probs[index], config.target_mode, **settings)
+    return labels
+
+
 def segment(
     loaded: LoadedModel,
     image,
@@ -228,20 +363,12 @@ def segment(
     min_size: int | None = None,
     **kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Instance labels (int32) and the network's maps of one 2-D image.
+    """Instance labels (int32) and the network's maps of a 2-D image or a stack.
 
     ``threshold`` and ``min_size`` default to the model's config; ``kwargs`` go to
-    :func:`predict_probs_tiled`. Re-decode the maps with :func:`.targets.decode_instances`
-    to try other settings without running the network again.
+    :func:`predict_probs_tiled`. Re-decode the maps with :func:`decode_labels` to try other
+    settings without running the network again.
     """
-    from .targets import decode_instances
-
-    config = loaded.config
     probs = predict_probs_tiled(loaded, image, **kwargs)
-    labels = decode_instances(
-        probs,
-        config.target_mode,
-        threshold=config.threshold if threshold is None else threshold,
-        min_size=config.min_size if min_size is None else min_size,
-    )
+    labels = decode_labels(probs, loaded.config, threshold=threshold, min_size=min_size)
     return labels, probs

@@ -202,6 +202,8 @@ def iter_train(
     if resume:
         start_epoch = _restore(out, model, optimizer, scheduler, early)
         history = [r for r in run.read_history() if r["epoch"] < start_epoch]
+    elif config.init:
+        warm_start(model, config.init)
 
     targets = [make_targets(s.labels, config.target_mode) for s in train_set]
     val_targets = [make_targets(s.labels, config.target_mode) for s in val_set]
@@ -278,6 +280,28 @@ def iter_train(
         if stopped or should_stop:
             break
     return out / ("best.safetensors" if (out / "best.safetensors").exists() else "last.safetensors")
+
+
+def warm_start(model, source: str | Path) -> tuple[int, int]:
+    """Copy the weights of ``source`` whose names and shapes fit ``model``; return (copied, total).
+
+    For fine-tuning a trained model (also with another number of output classes, or a smaller
+    decoder); raises a :class:`SegQCError` when nothing fits, e.g. another encoder.
+    """
+    import torch
+
+    from .predict import resolve_model_path
+
+    path = resolve_model_path(source)
+    weights, _ = load_weights(path)
+    own = model.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise SegQCError(f"{path}: none of its weights fit this model (another architecture?)")
+    with torch.no_grad():
+        for k, v in fitting.items():
+            own[k].copy_(v)
+    return len(fitting), len(own)
 
 
 def _auto_steps(train_set: list[Sample], config: TrainConfig) -> int:
