@@ -9,6 +9,7 @@ import torch
 
 from conftest import TINY_TRAIN_ARGS as TINY
 from napari_segqc.cli import main
+from napari_segqc.core.matching import match_objects
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_predict_folder_then_qc(run_dir, sample_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ("nuclei", "not bundled with this version yet"),
+        ("nucleii", "no such file or run folder"),  # a typo of the built-in name
         ("/nonexistent/run", "no such file or run folder"),
         ("PICKLE", "never unpickles"),
     ],
@@ -77,3 +78,19 @@ def test_predict_channel_mismatch(run_dir, tmp_path, capsys):
     args = ["predict", "--model", str(run_dir), "--input", str(rgb), "--out", str(tmp_path / "o")]
     assert main(args) == 1
     assert "expects grey" in capsys.readouterr().err
+
+
+def test_builtin_model_on_a_time_lapse_with_tta(sample_dir, tmp_path, capsys):
+    image = tifffile.imread(sample_dir / "images" / "nuclei_01.tif")
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, np.stack([image, image[::-1]]))  # (T, H, W)
+    args = ["predict", "--model", "nuclei", "--input", str(movie), "--out", str(tmp_path / "o")]
+    assert main([*args, "--tta"]) == 0
+    labels = tifffile.imread(tmp_path / "o" / "movie.tif")
+    assert labels.shape == (2, *image.shape) and labels.dtype == np.uint16
+    gt = tifffile.imread(sample_dir / "masks" / "nuclei_01.tif")
+    first = match_objects(gt, labels[0].astype(np.int32))["0.50"]
+    flipped = match_objects(gt, labels[1][::-1].astype(np.int32))["0.50"]
+    assert first["accuracy"] > 0.6  # a training image of the model: a check that it works
+    # frame 2 is frame 1 upside down: with flip TTA the same nuclei come out (ids restart)
+    assert abs(first["tp"] - flipped["tp"]) <= 1

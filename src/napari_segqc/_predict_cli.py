@@ -13,7 +13,8 @@ def add_predict_parser(sub) -> None:
         "predict",
         help="segment images with a trained model",
         description="Segment an image file or every image of a folder; writes one uint16 "
-        "instance-label TIFF per input, with the same name, into --out.",
+        "instance-label TIFF per input, with the same name, into --out. Stacks and time-lapses "
+        "(..., H, W) are segmented slice by slice.",
     )
     p.add_argument(
         "--model",
@@ -27,6 +28,9 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--tta", action="store_true", help="flip test-time augmentation (4 passes per tile)"
+    )
     p.add_argument("--threshold", type=float, help="foreground threshold (default: the model's)")
     p.add_argument("--min-size", type=int, help="smallest object in pixels (default: the model's)")
     p.set_defaults(func=run_predict_command)
@@ -65,6 +69,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
             overlap=args.overlap,
             batch=args.batch,
             dtype=dtype,
+            tta=args.tta,
             threshold=args.threshold,
             min_size=args.min_size,
         )

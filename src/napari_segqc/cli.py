@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._predict_cli import add_predict_parser
 
     add_predict_parser(sub)
+    from ._demo import add_demo_parser
+
+    add_demo_parser(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from napari_segqc.core.predict import (
     PredictWarning,
     blend_window,
     decode_labels,
+    export_model,
     image_layout,
     load_model,
     predict_probs_tiled,
@@ -224,3 +225,23 @@ def test_out_of_memory_retries_with_smaller_tiles(loaded):
     never = LoadedModel(_OutOfMemoryAbove(loaded.model, 64), loaded.config, loaded.path)
     with pytest.raises(torch.OutOfMemoryError), pytest.warns(PredictWarning):
         predict_probs_tiled(never, image, tile=256, overlap=32)  # 128 is the floor
+
+
+def test_export_half_precision_with_decoding_settings(loaded, model_file, tmp_path):
+    out = export_model(
+        model_file,
+        tmp_path / "shipped.safetensors",
+        decoding={"threshold": 0.45, "seed_threshold": 0.5},
+        card={"data": "test"},
+    )
+    assert out.stat().st_size < 0.55 * model_file.stat().st_size  # float16 weights
+    shipped = load_model(out)
+    assert shipped.config.threshold == 0.45 and shipped.config.seed_threshold == 0.5
+    assert next(shipped.model.parameters()).dtype == torch.float32  # cast back on load
+    image = _blobs(5)
+    a = predict_probs_tiled(loaded, image, tile=96, overlap=0)
+    b = predict_probs_tiled(shipped, image, tile=96, overlap=0)
+    assert np.abs(a - b).max() < 2e-2  # float16 rounding of the weights only
+    with pytest.raises(SegQCError, match="seed threshold"):
+        export_model(model_file, tmp_path / "bad.safetensors", decoding={"seed_threshold": 2})
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -119,3 +119,18 @@ def test_segmentation_can_be_checked_with_qc(qtbot, widget, sample_pair):
     report = qc_report(sample_pair[1], labels)
     assert 0.0 <= report["objects"]["0.50"]["f1"] <= 1.0
     assert qc_report(sample_pair[1], degrade(sample_pair[1]))["pixel"]["iou"] < 1.0
+
+
+def test_time_lapse_is_segmented_slice_by_slice(qtbot, widget, sample_pair, errors):
+    frames = np.stack([sample_pair[0][:128, :128], sample_pair[0][128:, 128:]])
+    widget.viewer.add_image(frames, name="movie", scale=(5.0, 0.5, 0.5))
+    widget.image_combo.value = widget.viewer.layers["movie"]
+    widget.show_probs.value = True
+    widget.tta.value = True
+    run_and_wait(qtbot, widget)
+    assert not errors
+    labels = widget.viewer.layers["movie labels"]
+    assert labels.data.shape == (2, 128, 128) and tuple(labels.scale) == (5.0, 0.5, 0.5)
+    assert widget.viewer.layers["movie probability"].data.shape == (2, 128, 128)
+    widget.min_size.value = 10**5  # re-decoding covers every frame
+    assert labels.data.max() == 0

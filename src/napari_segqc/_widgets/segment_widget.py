@@ -1,7 +1,7 @@
 """The "Segment" dock widget: run a trained model on an image layer, tune the decoding live.
 
 The network runs once, in a worker (progress, Cancel); the threshold and minimum-size
-controls then only re-run :func:`napari_segqc.core.targets.decode_instances` on the kept maps.
+controls then only re-run :func:`napari_segqc.core.predict.decode_labels` on the kept maps.
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.errors import SegQCError
-from ..core.predict import BUILTIN_MODELS
+from ..core.predict import BUILTIN_MODELS, BUILTIN_TITLES
 from .train_widget import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
 TRAINED_PREFIX = "trained: "
+BUILTIN_NAMES = {title: name for name, title in BUILTIN_TITLES.items()}
 
 
-def _segment_job(source: str, image, device_name: str, tile: int, overlap: int):
+def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, tta: bool):
     """Worker body: load the model, then predict tile by tile, yielding (done, total)."""
     from ..core.predict import iter_predict_probs, load_model
     from ..core.train import autocast_dtype, pick_device
@@ -40,7 +41,12 @@ def _segment_job(source: str, image, device_name: str, tile: int, overlap: int):
     device = pick_device(device_name)
     loaded = load_model(source, device)
     probs = yield from iter_predict_probs(
-        loaded, image, tile=tile, overlap=overlap, dtype=autocast_dtype("auto", device)
+        loaded,
+        image,
+        tile=tile,
+        overlap=overlap,
+        dtype=autocast_dtype("auto", device),
+        tta=tta,
     )
     return loaded.config, probs
 
@@ -65,6 +71,7 @@ class SegmentWidget(Container):
         self.overlap = SpinBox(label="Overlap", value=64, min=0, max=1024, step=8)
         self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.01)
         self.min_size = SpinBox(label="Min size (px)", value=15, min=0, max=100_000)
+        self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -81,6 +88,7 @@ class SegmentWidget(Container):
                 self.device,
                 self.tile,
                 self.overlap,
+                self.tta,
                 buttons,
                 self.progress,
                 self.threshold,
@@ -95,7 +103,7 @@ class SegmentWidget(Container):
         return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
 
     def _model_choices(self, _w=None):
-        names = [f"{n} (built-in)" for n, p in BUILTIN_MODELS.items() if p.is_file()]
+        names = [BUILTIN_TITLES.get(n, n) for n, p in BUILTIN_MODELS.items() if p.is_file()]
         names += [f"{TRAINED_PREFIX}{p}" for p in reversed(TRAINED_MODELS)]
         return [*names, FILE_CHOICE]
 
@@ -123,15 +131,15 @@ class SegmentWidget(Container):
             return str(path)
         if value.startswith(TRAINED_PREFIX):
             return value[len(TRAINED_PREFIX) :]
-        return value.split(" ")[0]
+        return BUILTIN_NAMES.get(value, value)
 
     def run(self) -> None:
         image = self.image_combo.value
         try:
             if image is None:
                 raise SegQCError("open or pick an image layer to segment")
-            if image.ndim != 2 or image.multiscale:  # napari counts no RGB axis in ndim
-                raise SegQCError(f"{image.name!r}: Segment works on single 2-D images for now")
+            if image.multiscale:
+                raise SegQCError(f"{image.name!r}: multiscale images are not supported yet")
             source = self.model_source()
         except SegQCError as exc:
             show_error(str(exc))
@@ -147,11 +155,13 @@ class SegmentWidget(Container):
             self.device.value,
             int(self.tile.value),
             int(self.overlap.value),
+            bool(self.tta.value),
             _progress={"desc": "SegQC segmentation"},
             _connect={
                 "yielded": self._on_progress,
                 "returned": self._on_result,
                 "errored": self._on_error,
+                "warned": lambda w: show_warning(f"SegQC: {w.message}"),
                 "finished": lambda: self._set_running(False),
             },
             _start_thread=False,
@@ -172,18 +182,19 @@ class SegmentWidget(Container):
         self.threshold.value = self.model_config.threshold
         self.redecode()
         if self.show_probs.value:
-            self._put_layer(f"{self._image_layer.name} probability", self.probs[0], "image")
+            foreground = self.probs[..., 0, :, :]
+            self._put_layer(f"{self._image_layer.name} probability", foreground, "image")
         show_info(f"SegQC: {self._image_layer.name}: {int(self.labels_layer.data.max())} objects")
 
     def redecode(self, _value=None) -> None:
         """Decode the kept maps with the current threshold and minimum size (no network)."""
         if self.probs is None or self._image_layer is None:
             return
-        from ..core.targets import decode_instances
+        from ..core.predict import decode_labels
 
-        labels = decode_instances(
+        labels = decode_labels(
             self.probs,
-            self.model_config.target_mode,
+            self.model_config,
             threshold=float(self.threshold.value),
             min_size=int(self.min_size.value),
         )
@@ -205,8 +216,8 @@ class SegmentWidget(Container):
         return add(
             data,
             name=name,
-            scale=src.scale[-2:],
-            translate=src.translate[-2:],
+            scale=src.scale,
+            translate=src.translate,
             metadata={"segqc_segment": True},
             **options,
         )

@@ -44,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     threshold: float = 0.5  # decoding: foreground probability threshold
     min_size: int = 15  # decoding: smallest object kept, in pixels
+    seed_threshold: float = 0.3  # decoding (instance mode): object-core score of the seeds
     init: str | None = None  # weights to start from (run folder or .safetensors); None: random
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,3 +84,5 @@ class TrainConfig:
             raise SegQCError(f"precision must be one of {', '.join(PRECISIONS)}")
         if not 0.0 < self.threshold < 1.0:
             raise SegQCError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 < self.seed_threshold < 1.0:
+            raise SegQCError(f"seed threshold must be in (0, 1), got {self.seed_threshold}")

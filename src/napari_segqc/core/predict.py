@@ -7,7 +7,7 @@
   into overlapping tiles, runs them in batches and blends the overlaps with a smooth window, so
   seams vanish and memory stays bounded by the output maps (numpy or lazy dask/zarr input is
   read tile by tile).
-* :func:`decode_instances` (in :mod:`.targets`) turns the maps into labels separately, so that
+* :func:`decode_labels` turns the maps into labels separately (slice by slice), so that
   changing the threshold or minimum size never re-runs the network.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,8 @@ class LoadedModel:
 
 #: Built-in models: name -> weights file inside the package.
 BUILTIN_MODELS = {"nuclei": Path(__file__).resolve().parents[1] / "models" / "nuclei.safetensors"}
+#: How the built-in models are shown in the GUI.
+BUILTIN_TITLES = {"nuclei": "nuclei (DSB 2018)"}
 
 
 def resolve_model_path(source: str | os.PathLike) -> Path:
@@ -81,6 +83,41 @@ def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
     device = device or torch.device("cpu")
     model = model.to(device, memory_format=torch.channels_last).eval()
     return LoadedModel(model=model, config=config, path=path)
+
+
+def export_model(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    half: bool = True,
+    decoding: dict | None = None,
+    card: dict | None = None,
+) -> Path:
+    """Write a model for shipping: weights (as float16 when ``half``; loading casts them back
+    to float32), its config with ``decoding`` settings (threshold, min_size, seed_threshold)
+    replaced, and a JSON-able ``card`` (data, training, scores) in the metadata."""
+    import torch
+
+    from .checkpoint import save_weights
+
+    path = resolve_model_path(source)
+    weights, meta = load_weights(path)
+    if "config" not in meta:
+        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
+    config = TrainConfig.from_dict(meta["config"])
+    if decoding:
+        config = replace(config, **decoding)
+        config.check()
+    if half:
+        weights = {
+            k: v.half() if v.is_floating_point() and v.dtype == torch.float32 else v
+            for k, v in weights.items()
+        }
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
+        if bad:
+            raise SegQCError(f"weights overflow float16: {bad[:3]}; export with half=False")
+    meta = {**meta, "config": config.to_dict(), "card": card or {}}
+    return save_weights(dest, weights, meta)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -345,6 +382,8 @@ def decode_labels(
         "threshold": config.threshold if threshold is None else threshold,
         "min_size": config.min_size if min_size is None else min_size,
     }
+    if config.target_mode == "instance":
+        settings["seed_threshold"] = config.seed_threshold
     probs = np.asarray(probs)
     if probs.ndim < 3:
         raise SegQCError(f"need maps of shape (..., K, H, W), got {probs.shape}")

@@ -334,7 +334,7 @@ def _validate(model, val_set, val_targets, loss_fn, config, device, dtype) -> di
 
     from .matching import match_objects, object_scores_from_counts
     from .pixel import pixel_counts, pixel_scores_from_counts
-    from .targets import decode_instances
+    from .predict import decode_labels
 
     if not val_set:
         return {"val_loss": math.nan, "val_iou": math.nan, "val_f1": math.nan}
@@ -344,9 +344,7 @@ def _validate(model, val_set, val_targets, loss_fn, config, device, dtype) -> di
         logits = predict_probs(model, sample.image, device, dtype, config.channels_last)
         losses.append(float(loss_fn(logits[None], torch.from_numpy(target)[None].to(device))))
         probs = torch.sigmoid(logits).cpu().numpy()
-        pred = decode_instances(
-            probs, config.target_mode, threshold=config.threshold, min_size=config.min_size
-        )
+        pred = decode_labels(probs, config)
         for k, v in pixel_counts(sample.labels, pred).items():
             px[k] += v
         m = match_objects(sample.labels, pred, thresholds=(0.5,))["0.50"]

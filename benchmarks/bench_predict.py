@@ -1,0 +1,152 @@
+"""Prediction speed, memory and tile-size agreement of a model (the built-in one by default).
+
+1. **Speed**, 4096 x 4096 mosaic of real DSB 2018 nuclei crops, side by side in one run:
+   the default path (``segment``'s network pass: 512-pixel tiles, 64 overlap, batches of 4,
+   channels_last, bf16 autocast on the CPU) vs a plain fp32 forward of the whole image in one
+   go (same model and normalisation, contiguous NCHW, no autocast). Megapixels per second.
+2. **Peak memory**, 8192 x 8192 uint8 image: ``segment`` (network pass + decoding to labels)
+   in a child process; its peak resident set size (``ru_maxrss``).
+3. **Tile-size agreement**: foreground (probability > threshold) IoU and instance accuracy
+   between ``--tile 256`` and ``--tile 1024`` on a 2048 x 2048 mosaic.
+
+    python benchmarks/bench_predict.py [--model nuclei] [--skip-plain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from bench_ssim import real_mosaic  # noqa: E402
+from napari_segqc.core.matching import match_objects  # noqa: E402
+from napari_segqc.core.predict import (  # noqa: E402
+    _percentiles,
+    decode_labels,
+    load_model,
+    predict_probs_tiled,
+)
+from napari_segqc.core.train import autocast_dtype  # noqa: E402
+
+
+def mosaic(size: int, seed: int) -> np.ndarray:
+    image = real_mosaic(size, np.random.default_rng(seed))
+    if image is None:
+        raise SystemExit("needs ../shared/data/dsb2018/train next to the repository")
+    return (image * 255).astype(np.uint8)
+
+
+def plain_forward(loaded, image: np.ndarray) -> np.ndarray:
+    """The whole image through the network at once, fp32, NCHW, no tiling, no autocast."""
+    import torch
+
+    model = loaded.model.to(memory_format=torch.contiguous_format)
+    lo, hi = _percentiles(image, 1)
+    x = (image.astype(np.float32) - lo[0]) / max(float(hi[0] - lo[0]), 1e-6)
+    with torch.inference_mode():
+        probs = torch.sigmoid(model(torch.from_numpy(x)[None, None])).numpy()[0]
+    loaded.model.to(memory_format=torch.channels_last)
+    return probs
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def peak_memory_child(model: str, size: int) -> None:
+    """Child process: segment a size x size image; print the peak RSS in MiB."""
+    import torch
+
+    from napari_segqc.core.predict import segment
+
+    image = mosaic(size, seed=2)
+    loaded = load_model(model)
+    t0 = time.perf_counter()
+    labels, _ = segment(loaded, image, dtype=autocast_dtype("auto", torch.device("cpu")))
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{peak:.0f} {seconds:.1f} {int(labels.max())}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="nuclei")
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--memory-size", type=int, default=8192)
+    p.add_argument("--skip-plain", action="store_true", help="no whole-image fp32 forward")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        peak_memory_child(args.model, args.memory_size)
+        return
+
+    loaded = load_model(args.model)
+    bf16 = autocast_dtype("auto", torch.device("cpu"))
+    print(
+        f"model {loaded.path.name}: {loaded.config.model.encoder} U-Net, depth "
+        f"{loaded.config.model.encoder_depth}; torch threads {torch.get_num_threads()}"
+    )
+    image = mosaic(args.size, seed=1)
+    mp = image.size / 1e6
+    predict_probs_tiled(loaded, image[:512, :512], dtype=bf16)  # warm-up
+    ours, t_ours = timed(lambda: predict_probs_tiled(loaded, image, dtype=bf16))
+    print(
+        f"| default (tiles 512, batch 4, channels_last, {bf16} autocast) | {t_ours:.1f} s | "
+        f"{mp / t_ours:.2f} MP/s |"
+    )
+    if not args.skip_plain:
+        plain, t_plain = timed(lambda: plain_forward(loaded, image))
+        print(f"| plain fp32 whole-image forward | {t_plain:.1f} s | {mp / t_plain:.2f} MP/s |")
+        print(f"speed-up: {t_plain / t_ours:.2f}x")
+        fg_a, fg_b = ours[0] > 0.5, plain[0] > 0.5
+        print(f"foreground IoU default vs plain: {(fg_a & fg_b).sum() / (fg_a | fg_b).sum():.4f}")
+        del plain
+
+    crop = image[:2048, :2048]
+    small = predict_probs_tiled(loaded, crop, tile=256, overlap=32, dtype=bf16)
+    large = predict_probs_tiled(loaded, crop, tile=1024, overlap=128, dtype=bf16)
+    fg_s, fg_l = small[0] > loaded.config.threshold, large[0] > loaded.config.threshold
+    iou = (fg_s & fg_l).sum() / max((fg_s | fg_l).sum(), 1)
+    agree = match_objects(
+        decode_labels(large, loaded.config), decode_labels(small, loaded.config), (0.5,)
+    )["0.50"]
+    print(
+        f"tile 256 vs 1024 on 2048x2048: foreground IoU {iou:.4f}, "
+        f"instance accuracy@0.5 {agree['accuracy']:.4f} ({agree['n_gt']} objects)"
+    )
+
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--model",
+            args.model,
+            "--memory-size",
+            str(args.memory_size),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peak, seconds, n = child.stdout.split()[-3:]
+    print(
+        f"{args.memory_size}x{args.memory_size} segment (network + labels): peak RSS "
+        f"{float(peak) / 1024:.2f} GiB, {seconds} s, {n} objects"
+    )
+
+
+if __name__ == "__main__":
+    main()
