@@ -74,7 +74,7 @@ def test_predict_model_errors(model, message, sample_dir, tmp_path, capsys):
 
 def test_predict_channel_mismatch(run_dir, tmp_path, capsys):
     rgb = tmp_path / "rgb.tif"
-    tifffile.imwrite(rgb, np.zeros((64, 64, 3), np.uint8))
+    tifffile.imwrite(rgb, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     args = ["predict", "--model", str(run_dir), "--input", str(rgb), "--out", str(tmp_path / "o")]
     assert main(args) == 1
     assert "expects grey" in capsys.readouterr().err

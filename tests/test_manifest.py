@@ -49,7 +49,7 @@ def test_sample_data_is_packaged_with_attribution():
 
 
 @pytest.mark.slow
-def test_wheel_holds_the_manifest_and_sample_data(tmp_path):
+def test_wheel_holds_the_manifest_sample_data_and_model(tmp_path):
     """Symlinks are resolved into real files in the wheel a user installs from the hub."""
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
@@ -62,6 +62,9 @@ def test_wheel_holds_the_manifest_and_sample_data(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         assert z.read("napari_segqc/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
         names = z.namelist()
+        model = ROOT / "src" / "napari_segqc" / "models" / "nuclei.safetensors"
+        assert z.read("napari_segqc/models/nuclei.safetensors") == model.read_bytes()
+        assert z.getinfo("napari_segqc/models/nuclei.safetensors").file_size <= 25_000_000
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "napari-segqc = napari_segqc:napari.yaml" in entry_points
     assert "segqc = napari_segqc.cli:main" in entry_points

@@ -23,7 +23,7 @@ def add_predict_parser(sub) -> None:
     )
     p.add_argument("--input", required=True, metavar="PATH", help="an image file or a folder")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile", type=int, default=1024, help="longest tile side (fitted to the image)")
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto")

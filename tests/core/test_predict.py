@@ -98,7 +98,12 @@ def test_progress_and_stop(loaded, sample_pair):
 
 def test_channel_mismatch_is_explained(loaded):
     with pytest.raises(SegQCError, match=r"expects grey \(1 channel\).*RGB \(3 channels\)"):
-        predict_probs_tiled(loaded, np.zeros((64, 64, 3), np.uint8), tile=64, overlap=0)
+        predict_probs_tiled(
+            loaded,
+            np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8),
+            tile=64,
+            overlap=0,
+        )
     with pytest.raises(SegQCError, match="NaN"):
         predict_probs_tiled(loaded, np.full((64, 64), np.nan, np.float32), tile=64, overlap=0)
 
@@ -193,9 +198,11 @@ def test_rgb_stack_and_layout_rules():
 def test_flip_tta_is_equivariant(loaded):
     """With flip TTA, predicting a mirrored image gives the mirrored maps."""
     image = _blobs(3)
-    plain = predict_probs_tiled(loaded, image, tile=96, overlap=0)
-    tta = predict_probs_tiled(loaded, image, tile=96, overlap=0, tta=True)
-    mirrored = predict_probs_tiled(loaded, image[:, ::-1].copy(), tile=96, overlap=0, tta=True)
+    plain = predict_probs_tiled(loaded, image, tile=96, overlap=0, dtype=None)
+    tta = predict_probs_tiled(loaded, image, tile=96, overlap=0, tta=True, dtype=None)
+    mirrored = predict_probs_tiled(
+        loaded, image[:, ::-1].copy(), tile=96, overlap=0, tta=True, dtype=None
+    )
     np.testing.assert_allclose(mirrored[:, :, ::-1], tta, atol=1e-5)
     assert np.abs(tta - plain).max() > 1e-4  # the untrained net is not symmetric: TTA did run
 
@@ -245,3 +252,32 @@ def test_export_half_precision_with_decoding_settings(loaded, model_file, tmp_pa
     with pytest.raises(SegQCError, match="seed threshold"):
         export_model(model_file, tmp_path / "bad.safetensors", decoding={"seed_threshold": 2})
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_grey_saved_as_rgb_is_accepted_by_a_grey_model(loaded):
+    grey = _blobs(6).astype(np.uint8)
+    as_rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=-1)
+    np.testing.assert_array_equal(
+        predict_probs_tiled(loaded, as_rgba, tile=96, overlap=0),
+        predict_probs_tiled(loaded, grey, tile=96, overlap=0),
+    )
+    coloured = as_rgba.copy()
+    coloured[10, 10, 1] += 1  # one pixel differs: a colour image, refused
+    with pytest.raises(SegQCError, match="expects grey"):
+        predict_probs_tiled(loaded, coloured, tile=96, overlap=0)
+
+
+def test_builtin_model_is_bundled_and_documented():
+    from napari_segqc.core.checkpoint import load_weights
+    from napari_segqc.core.predict import BUILTIN_MODELS
+
+    path = BUILTIN_MODELS["nuclei"]
+    assert path.is_file() and path.stat().st_size <= 25_000_000
+    _, meta = load_weights(path)
+    card = meta["card"]
+    assert "DSB 2018" in card["data"]
+    scores = card["validation_accuracy_tp_over_tp_fp_fn"]["tuned_decoding"]
+    assert 0.0 < scores["0.70"] < scores["0.50"] <= 1.0
+    loaded = load_model("nuclei")
+    assert loaded.config.model.in_channels == 1 and loaded.config.target_mode == "instance"
+    assert loaded.config.seed_threshold == scores["settings"]["seed_threshold"]

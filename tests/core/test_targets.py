@@ -101,3 +101,20 @@ def test_round_trip_shared_data(shared_data):
 def test_errors(call, match):
     with pytest.raises(SegQCError, match=match):
         call()
+
+
+def test_big_images_are_decoded_in_blocks_like_a_whole():
+    """Block decoding (for images larger than the block) gives the same objects."""
+    rng = np.random.default_rng(1)
+    labels = np.zeros((300, 420), np.int32)
+    yy, xx = np.mgrid[:300, :420]
+    for i, (cy, cx) in enumerate(rng.integers(8, [292, 412], (120, 2)), start=1):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < rng.integers(16, 50)
+        labels[disc & (labels == 0)] = i
+    probs = ndi.gaussian_filter(make_targets(labels, "instance"), (0, 1, 1))  # network-like
+    whole = decode_instances(probs, "instance", min_size=1)
+    blocks = decode_instances(probs, "instance", min_size=1, block=128, margin=24)
+    assert blocks.max() == whole.max() > 60  # 64-pixel cores: many objects cross a border
+    result = match_objects(whole, blocks, thresholds=(0.95,))["0.95"]
+    assert result["accuracy"] == 1.0
+    assert ((whole > 0) == (blocks > 0)).all()

@@ -94,7 +94,9 @@ def test_missing_model_file_is_a_notification(widget, errors, tmp_path):
 
 
 def test_channel_mismatch_in_the_worker(qtbot, widget, errors, model_path):
-    widget.viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="rgb", rgb=True)
+    widget.viewer.add_image(
+        np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8), name="rgb", rgb=True
+    )
     widget.image_combo.value = widget.viewer.layers["rgb"]
     run_and_wait(qtbot, widget)
     assert "expects grey" in errors[-1] and "rgb labels" not in widget.viewer.layers
@@ -134,3 +136,10 @@ def test_time_lapse_is_segmented_slice_by_slice(qtbot, widget, sample_pair, erro
     assert widget.viewer.layers["movie probability"].data.shape == (2, 128, 128)
     widget.min_size.value = 10**5  # re-decoding covers every frame
     assert labels.data.max() == 0
+
+
+def test_builtin_model_is_the_default(make_napari_viewer):
+    w = SegmentWidget(make_napari_viewer())
+    assert w.model_combo.value == "nuclei (DSB 2018)"
+    assert w.model_source() == "nuclei"
+    assert not w.model_path.visible

@@ -67,7 +67,7 @@ class SegmentWidget(Container):
             label="Model file", mode="r", visible=False, filter="*.safetensors"
         )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"])
-        self.tile = SpinBox(label="Tile size", value=512, min=64, max=4096, step=32)
+        self.tile = SpinBox(label="Tile size", value=1024, min=64, max=4096, step=32)
         self.overlap = SpinBox(label="Overlap", value=64, min=0, max=1024, step=8)
         self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.01)
         self.min_size = SpinBox(label="Min size (px)", value=15, min=0, max=100_000)

@@ -120,13 +120,26 @@ def export_model(
     return save_weights(dest, weights, meta)
 
 
+#: Most pixels in one batch of tiles (8 tiles of 512 x 512): bounds the network's memory.
+MAX_BATCH_PIXELS = 8 * 512 * 512
+
+
+def fit_tile(size: int, tile: int, overlap: int) -> int:
+    """The tile length actually used along an axis of ``size`` pixels: at most ``tile``, a
+    multiple of 32, and as small as the same number of tiles allows (less wasted overlap)."""
+    if size <= tile:
+        return min(tile, _ceil32(size))
+    n = -(-(size - overlap) // (tile - overlap))
+    return min(tile, _ceil32(-(-(size - overlap) // n) + overlap))
+
+
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering ``size`` with at least ``overlap``."""
+    """Start offsets of tiles of ``tile`` pixels covering ``size``, evenly spread, neighbours
+    overlapping by at least ``overlap``."""
     if size <= tile:
         return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step))
-    return [*starts, size - tile]
+    n = -(-(size - overlap) // (tile - overlap))
+    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
 
 
 def _ramp(n: int, overlap: int) -> np.ndarray:
@@ -166,6 +179,21 @@ def image_layout(shape: tuple[int, ...], in_channels: int) -> tuple[tuple[int, .
             f"{kinds.get(channels, channels)}: use a model trained on such images"
         )
     return lead, channels
+
+
+def grey_if_equal_channels(image, in_channels: int, max_pixels: int = 1_000_000):
+    """For a grey model, an RGB(A) image whose colour channels are equal (grey saved as RGB, as
+    DSB 2018's PNGs are) becomes its first channel (a view: lazy input stays lazy); any other
+    image is returned as it is (:func:`image_layout` then says what does not fit)."""
+    shape = image.shape
+    if in_channels != 1 or len(shape) < 3 or shape[-1] not in (3, 4):
+        return image
+    stride = max(1, int(np.ceil(np.sqrt(shape[-3] * shape[-2] / max_pixels))))
+    first = (0,) * (len(shape) - 3) + (slice(None, None, stride),) * 2
+    sample = np.asarray(image[(*first, slice(0, 3))])
+    if (sample == sample[..., :1]).all():
+        return image[..., 0]
+    return image
 
 
 def image_channels(image, in_channels: int) -> int:
@@ -230,10 +258,11 @@ def _iter_plane(
     classes = loaded.config.model.classes
     out = np.zeros((classes, h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
-    th, tw = min(tile, _ceil32(h)), min(tile, _ceil32(w))
+    th, tw = fit_tile(h, tile, overlap), fit_tile(w, tile, overlap)
     window = blend_window(th, tw, overlap)
     boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
     device = next(loaded.model.parameters()).device
+    batch = max(1, min(batch, MAX_BATCH_PIXELS // (th * tw)))
     for i in range(0, len(boxes), batch):
         group = boxes[i : i + batch]
         tiles = np.zeros((len(group), channels, th, tw), np.float32)
@@ -256,7 +285,7 @@ def _iter_plane(
 
 
 def _tiles_per_plane(h: int, w: int, tile: int, overlap: int) -> int:
-    th, tw = min(tile, _ceil32(h)), min(tile, _ceil32(w))
+    th, tw = fit_tile(h, tile, overlap), fit_tile(w, tile, overlap)
     return len(tile_starts(h, th, overlap)) * len(tile_starts(w, tw, overlap))
 
 
@@ -264,10 +293,10 @@ def iter_predict_probs(
     loaded: LoadedModel,
     image,
     *,
-    tile: int = 512,
+    tile: int = 1024,
     overlap: int = 64,
     batch: int = 4,
-    dtype=None,
+    dtype="auto",
     tta: bool = False,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Sigmoid maps of an image: ``(K, H, W)`` float32 for a 2-D image ``(H, W)`` /
@@ -276,7 +305,9 @@ def iter_predict_probs(
     A generator: yields (tiles done, tiles total) after every batch and returns the maps, so a
     GUI can show progress and cancel between batches. Memory: the output maps and one batch of
     tiles, whatever the image size; numpy and lazy (dask/zarr) arrays are read tile by tile.
-    ``dtype`` is the autocast type (None: fp32); ``tta`` averages over the 4 flips of each tile.
+    ``dtype`` is the autocast type: ``"auto"`` (bf16 on the CPU, fp16/bf16 on CUDA; see
+    :func:`.train.autocast_dtype`), a torch dtype, or None for plain fp32. ``tta`` averages
+    over the 4 flips of each tile.
     If a GPU runs out of memory the tiles are halved (down to 128) and a
     :class:`PredictWarning` says so.
     """
@@ -286,6 +317,11 @@ def iter_predict_probs(
         raise SegQCError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
     if batch < 1:
         raise SegQCError(f"batch must be at least 1, got {batch}")
+    if isinstance(dtype, str):
+        from .train import autocast_dtype
+
+        dtype = autocast_dtype(dtype, next(loaded.model.parameters()).device)
+    image = grey_if_equal_channels(image, loaded.config.model.in_channels)
     lead, channels = image_layout(image.shape, loaded.config.model.in_channels)
     h, w = image.shape[len(lead) : len(lead) + 2]
     classes = loaded.config.model.classes
