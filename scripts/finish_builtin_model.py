@@ -29,8 +29,8 @@ from napari_segqc.core.train import autocast_dtype
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
 GRID = {
     "threshold": (0.4, 0.5, 0.6),
-    "seed_threshold": (0.3, 0.7, 0.8, 0.85, 0.9),
-    "min_size": (10, 15, 25),
+    "seed_threshold": (0.3, 0.6, 0.7, 0.8, 0.85, 0.9),
+    "min_size": (8, 15, 25),
 }
 
 
@@ -46,25 +46,40 @@ def accuracy(config, maps, val) -> dict[str, float]:
 
 
 def tune(config, maps, val) -> tuple[dict, dict]:
-    """The grid's decoding settings with the best accuracy at IoU 0.5, and their scores."""
+    """Decoding settings with the best accuracy at IoU 0.5, and their scores: thresholds on
+    their grid first (minimum size as trained), then the minimum size."""
     best, best_settings = None, None
-    for values in itertools.product(*GRID.values()):
+    sizes = (config.min_size,)
+    for values in itertools.product(GRID["threshold"], GRID["seed_threshold"], sizes):
         settings = dict(zip(GRID, values, strict=True))
         score = accuracy(replace(config, **settings), maps, val)
         if best is None or score["0.50"] > best["0.50"]:
+            best, best_settings = score, settings
+    for size in GRID["min_size"]:
+        settings = {**best_settings, "min_size": size}
+        score = accuracy(replace(config, **settings), maps, val)
+        if score["0.50"] > best["0.50"]:
             best, best_settings = score, settings
     return best_settings, best
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True, type=Path, help="run folder or weights file")
+    p.add_argument(
+        "--run",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="run folder or weights file; several: their weights are averaged (a 'model soup' "
+        "of checkpoints of one run)",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--card", type=Path, help="JSON file with more model-card fields")
     args = p.parse_args()
 
-    loaded = load_model(args.run)
+    source = args.run[0] if len(args.run) == 1 else average_checkpoints(args.run, args.out)
+    loaded = load_model(source)
     config = loaded.config
     samples = load_training_data(args.data)
     _, val = split_samples(samples, config.val_fraction, config.seed)
@@ -92,9 +107,30 @@ def main() -> None:
     }
     if args.card:
         card.update(json.loads(args.card.read_text()))
-    out = export_model(args.run, args.out, decoding=settings, card=card)
+    if len(args.run) > 1:
+        card["weights"] = "mean of " + ", ".join(path.name for path in args.run)
+    out = export_model(source, args.out, decoding=settings, card=card)
     print(json.dumps(card, indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> Path:
+    """Average the weights of checkpoints of one run (same config) into a file beside ``out``."""
+    from napari_segqc.core.checkpoint import load_weights, save_weights
+    from napari_segqc.core.predict import resolve_model_path
+
+    total, meta = None, None
+    for path in paths:
+        weights, meta_i = load_weights(resolve_model_path(path))
+        meta = meta or meta_i
+        if total is None:
+            total = {k: v.double() if v.is_floating_point() else v for k, v in weights.items()}
+        else:
+            for k, v in weights.items():
+                if v.is_floating_point():
+                    total[k] += v.double()
+    mean = {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
+    return save_weights(out.with_name(out.stem + "_mean.safetensors"), mean, meta)
 
 
 def _decoding(config) -> dict:

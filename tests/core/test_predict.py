@@ -281,3 +281,19 @@ def test_builtin_model_is_bundled_and_documented():
     loaded = load_model("nuclei")
     assert loaded.config.model.in_channels == 1 and loaded.config.target_mode == "instance"
     assert loaded.config.seed_threshold == scores["settings"]["seed_threshold"]
+
+
+def test_builtin_model_on_held_out_images(shared_data):
+    """The shipped model on 10 of the validation images it was never trained on."""
+    from napari_segqc.core.data import load_training_data, split_samples
+    from napari_segqc.core.matching import match_objects
+
+    loaded = load_model("nuclei")
+    samples = load_training_data(shared_data / "dsb2018" / "train")
+    _, val = split_samples(samples, loaded.config.val_fraction, loaded.config.seed)
+    counts = np.zeros(3)
+    for sample in val[:10]:
+        labels, _ = segment(loaded, sample.image[0])
+        r = match_objects(sample.labels, labels)["0.50"]
+        counts += [r["tp"], r["fp"], r["fn"]]
+    assert counts[0] / counts.sum() > 0.75, counts

@@ -143,3 +143,10 @@ def test_builtin_model_is_the_default(make_napari_viewer):
     assert w.model_combo.value == "nuclei (DSB 2018)"
     assert w.model_source() == "nuclei"
     assert not w.model_path.visible
+
+
+def test_controls_take_the_models_decoding_settings(qtbot, widget):
+    widget.min_size.value = 3
+    run_and_wait(qtbot, widget)
+    assert widget.min_size.value == widget.model_config.min_size == 15
+    assert widget.threshold.value == widget.model_config.threshold

@@ -179,7 +179,10 @@ class SegmentWidget(Container):
 
     def _on_result(self, result) -> None:
         self.model_config, self.probs = result
-        self.threshold.value = self.model_config.threshold
+        # the model's own decoding settings; one decoding below, not one per control
+        with self.min_size.changed.blocked(), self.threshold.changed.blocked():
+            self.min_size.value = self.model_config.min_size
+            self.threshold.value = self.model_config.threshold
         self.redecode()
         if self.show_probs.value:
             foreground = self.probs[..., 0, :, :]
