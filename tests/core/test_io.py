@@ -1,5 +1,8 @@
 """Reading files, pairing folders by name, atomic writes."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import tifffile
@@ -66,3 +69,13 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["map.tif"]
     write_text(tmp_path / "out" / "report.json", "{}")
     assert (tmp_path / "out" / "report.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_written_files_follow_the_umask_not_temp_file_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        mode = write_text(tmp_path / "report.json", "{}").stat().st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert mode == 0o644  # readable by others, as any file the user creates

@@ -89,7 +89,9 @@ def _few(names: list[str], n: int = 5) -> str:
 def write_atomic(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` and then rename the temporary file onto ``path``.
 
-    A crash or an error while writing never leaves a half-written file at ``path``.
+    A crash or an error while writing never leaves a half-written file at ``path``. The file
+    gets the permissions a plainly created file would (``0o666`` less the umask), not the
+    owner-only ones of temporary files.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,11 +99,18 @@ def write_atomic(path: str | os.PathLike, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
 
 
 def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:
