@@ -9,9 +9,13 @@ How the shipped model was made (see the model card in the README):
    dropped) and decoder widths 128-64-32-16 - warm-started from RUN1 (the kept encoder stages
    and the four finest decoder blocks have the same shapes, shifted by one block), then trained
    for ``--epochs`` more epochs.
-3. ``python scripts/export_model.py RUNDIR src/napari_segqc/models/nuclei.safetensors``.
+3. The same with ``--finetune RUN2 --out RUN3 --epochs 35 --lr 2e-4 --affine``: 35 more epochs
+   from stage 2's best weights, affine augmentation added.
+4. ``python scripts/finish_builtin_model.py --run RUN3 --out
+   src/napari_segqc/models/nuclei.safetensors`` (decoding tuned, float16 export, model card).
 
-    python scripts/train_builtin_model.py --stage1 RUN1 --out RUN2 [--epochs 90]
+    python scripts/train_builtin_model.py --stage1 RUN1 --out RUN2 [--epochs 95]
+    python scripts/train_builtin_model.py --finetune RUN2 --out RUN3 --epochs 35 --lr 2e-4 --affine
 """
 
 from __future__ import annotations
@@ -62,7 +66,11 @@ def depth4_init(stage1: Path, out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stage1", required=True, type=Path, help="run folder of the first stage")
+    start = p.add_mutually_exclusive_group(required=True)
+    start.add_argument("--stage1", type=Path, help="run folder of the first stage")
+    start.add_argument("--finetune", type=Path, help="a run of this script to continue from")
+    p.add_argument("--lr", type=float, default=BUILTIN.lr)
+    p.add_argument("--affine", action="store_true", help="add affine augmentation")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--epochs", type=int, default=BUILTIN.epochs)
     p.add_argument("--data", type=Path, default=DATA)
@@ -70,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    init = args.out / "init_from_stage1.safetensors"
-    if not args.resume:
-        depth4_init(args.stage1, init)
-    config = replace(BUILTIN, epochs=args.epochs, init=str(init))
+    if args.finetune:
+        init = resolve_model_path(args.finetune)
+    else:
+        init = args.out / "init_from_stage1.safetensors"
+        if not args.resume:
+            depth4_init(args.stage1, init)
+    augment = replace(BUILTIN.augment, affine=args.affine)
+    config = replace(BUILTIN, epochs=args.epochs, lr=args.lr, augment=augment, init=str(init))
     samples = load_training_data(args.data)
     t0 = time.perf_counter()
     gen = iter_train(config, samples, args.out, resume=args.resume)
