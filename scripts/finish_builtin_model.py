@@ -19,12 +19,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from napari_segqc.core.data import load_training_data, split_samples
 from napari_segqc.core.matching import match_objects
 from napari_segqc.core.predict import decode_labels, export_model, load_model, predict_probs_tiled
-from napari_segqc.core.train import autocast_dtype
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
 GRID = {
@@ -83,11 +80,10 @@ def main() -> None:
     config = loaded.config
     samples = load_training_data(args.data)
     _, val = split_samples(samples, config.val_fraction, config.seed)
-    dtype = autocast_dtype("auto", torch.device("cpu"))
     maps, seconds = {}, {}
     for tta in (False, True):
         t0 = time.perf_counter()
-        maps[tta] = [predict_probs_tiled(loaded, s.image[0], dtype=dtype, tta=tta) for s in val]
+        maps[tta] = [predict_probs_tiled(loaded, s.image[0], tta=tta) for s in val]
         seconds[tta] = round(time.perf_counter() - t0, 1)
     trainer = accuracy(config, maps[False], val)
     settings, tuned = tune(config, maps[False], val)

@@ -41,7 +41,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from .core.predict import load_model, segment
     from .core.qc import run_qc
     from .core.report import dataset_report, scores_csv, to_json
-    from .core.train import autocast_dtype, pick_device
+    from .core.train import pick_device
 
     out = Path(args.out)
     device = pick_device(args.device)
@@ -50,7 +50,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     entries = []
     for name in sample_names():
         image, gt = load_sample(name)
-        labels, _ = segment(loaded, image, dtype=autocast_dtype("auto", device))
+        labels, _ = segment(loaded, image)  # bf16 autocast on the CPU
         write_tiff(out / "labels" / f"{name}.tif", labels.astype(np.uint16))
         report = run_qc(gt, labels, name=name, maps=False).report
         entries.append(report)
@@ -62,10 +62,10 @@ def run_demo_command(args: argparse.Namespace) -> int:
     print(f"wrote {out}/labels/*.tif, qc_report.json, qc_scores.csv")
     if args.no_screenshots:
         return 0
-    return take_screenshots(out / "screenshots", args.model, args.device)
+    return screenshots_in_child(out / "screenshots", args.model, args.device)
 
 
-def take_screenshots(out: Path, model: str, device: str) -> int:
+def screenshots_in_child(out: Path, model: str, device: str) -> int:
     """Run the napari part in a child process (under Xvfb when there is no display)."""
     from .core.errors import SegQCError
 

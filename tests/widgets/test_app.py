@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from skimage.io import imread
 
-from napari_segqc._demo import take_screenshots
+from napari_segqc._demo import screenshots_in_child
 from napari_segqc._sample_data import sample_names
 from napari_segqc.core.errors import SegQCError
 
@@ -57,5 +57,5 @@ def test_demo_without_display_or_xvfb_says_what_to_do(tmp_path, monkeypatch):
     if not sys.platform.startswith("linux"):
         pytest.skip("the display check is for Linux")
     with pytest.raises(SegQCError, match=r"apt install xvfb.*--no-screenshots"):
-        take_screenshots(tmp_path, "nuclei", "cpu")
+        screenshots_in_child(tmp_path, "nuclei", "cpu")
     assert not (tmp_path / "1_segment.png").exists()

@@ -36,7 +36,7 @@ BUILTIN_NAMES = {title: name for name, title in BUILTIN_TITLES.items()}
 def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, tta: bool):
     """Worker body: load the model, then predict tile by tile, yielding (done, total)."""
     from ..core.predict import iter_predict_probs, load_model
-    from ..core.train import autocast_dtype, pick_device
+    from ..core.train import pick_device
 
     device = pick_device(device_name)
     loaded = load_model(source, device)
@@ -45,7 +45,6 @@ def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, 
         image,
         tile=tile,
         overlap=overlap,
-        dtype=autocast_dtype("auto", device),
         tta=tta,
     )
     return loaded.config, probs

@@ -196,14 +196,6 @@ def grey_if_equal_channels(image, in_channels: int, max_pixels: int = 1_000_000)
     return image
 
 
-def image_channels(image, in_channels: int) -> int:
-    """Channels of one 2-D image ``(H, W)`` or ``(H, W, C)``; raises if the model expects others."""
-    lead, channels = image_layout(image.shape, in_channels)
-    if lead:
-        raise SegQCError(f"need a 2-D grey (H, W) or RGB (H, W, 3) image, got shape {image.shape}")
-    return channels
-
-
 def _percentiles(image, channels: int, max_pixels: int = 4_000_000) -> np.ndarray:
     """Per-channel 1 and 99.8 percentiles, from a strided subsample of big (lazy) images."""
     h, w = image.shape[:2]
