@@ -11,11 +11,15 @@ How the shipped model was made (see the model card in the README):
    for ``--epochs`` more epochs.
 3. The same with ``--finetune RUN2 --out RUN3 --epochs 35 --lr 2e-4 --affine``: 35 more epochs
    from stage 2's best weights, affine augmentation added.
-4. ``python scripts/finish_builtin_model.py --run RUN3 --out
+4. Again with ``--finetune RUN3 --out RUN4 --epochs 40 --lr 1.5e-4 --affine``: 40 more epochs
+   from stage 3's best weights; the last epoch (``RUN4/last.safetensors``) is shipped.
+5. ``python scripts/finish_builtin_model.py --run RUN4/last.safetensors --out
    src/napari_segqc/models/nuclei.safetensors`` (decoding tuned, float16 export, model card).
 
     python scripts/train_builtin_model.py --stage1 RUN1 --out RUN2 [--epochs 95]
     python scripts/train_builtin_model.py --finetune RUN2 --out RUN3 --epochs 35 --lr 2e-4 --affine
+    python scripts/train_builtin_model.py --finetune RUN3 --out RUN4 --epochs 40 --lr 1.5e-4 \
+        --affine
 """
 
 from __future__ import annotations

@@ -72,6 +72,14 @@ def test_predict_model_errors(model, message, sample_dir, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+def test_predict_bad_decoding_setting(run_dir, sample_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(run_dir), "--input", str(sample_dir / "images")]
+    assert main([*args, "--out", str(out), "--split-height", "1.5"]) == 1
+    assert "split height must be in [0, 1)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_predict_channel_mismatch(run_dir, tmp_path, capsys):
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))

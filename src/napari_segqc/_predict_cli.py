@@ -33,6 +33,17 @@ def add_predict_parser(sub) -> None:
     )
     p.add_argument("--threshold", type=float, help="foreground threshold (default: the model's)")
     p.add_argument("--min-size", type=int, help="smallest object in pixels (default: the model's)")
+    p.add_argument(
+        "--split-height",
+        type=float,
+        help="how far a nucleus core must rise above the dip to its neighbour to be split off "
+        "(0-1, lower splits more; 0: seeds are core regions; default: the model's)",
+    )
+    p.add_argument(
+        "--min-object-prob",
+        type=float,
+        help="drop objects whose mean foreground probability is lower (0-1; default: the model's)",
+    )
     p.set_defaults(func=run_predict_command)
 
 
@@ -72,6 +83,8 @@ def run_predict_command(args: argparse.Namespace) -> int:
             tta=args.tta,
             threshold=args.threshold,
             min_size=args.min_size,
+            split_height=args.split_height,
+            min_object_prob=args.min_object_prob,
         )
         if labels.max() > np.iinfo(np.uint16).max:
             raise ValueError(f"{f.name}: {labels.max()} objects do not fit a uint16 label image")

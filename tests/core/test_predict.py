@@ -14,11 +14,13 @@ from napari_segqc.core.config import TrainConfig
 from napari_segqc.core.errors import SegQCError, Stopped
 from napari_segqc.core.models import ModelConfig, build_model
 from napari_segqc.core.predict import (
+    TILE_ALIGN,
     LoadedModel,
     PredictWarning,
     blend_window,
     decode_labels,
     export_model,
+    fit_tile,
     image_layout,
     load_model,
     predict_probs_tiled,
@@ -45,9 +47,17 @@ def loaded(model_file):
 
 def test_tile_starts_cover_the_image():
     assert tile_starts(100, 128, 32) == [0]
-    starts = tile_starts(1000, 256, 64)
-    assert starts[0] == 0 and starts[-1] == 1000 - 256
-    assert all(b - a <= 256 - 64 for a, b in itertools.pairwise(starts))
+    for size, tile, overlap in itertools.product(
+        (300, 1000, 2048, 4099), (128, 256, 1024), (0, 32, 64)
+    ):
+        starts = tile_starts(size, tile, overlap)
+        assert starts[0] == 0 and starts[-1] + tile >= size > starts[-1]  # covered, none idle
+        assert all(s % TILE_ALIGN == 0 for s in starts)  # one pixel grid for every tile
+        assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
+        fitted = fit_tile(size, tile, overlap)  # smaller tiles where as many tiles suffice
+        assert fitted % 32 == 0 and fitted <= tile
+        assert len(tile_starts(size, fitted, overlap)) == len(tile_starts(size, tile, overlap))
+    assert fit_tile(520, 1024, 64) == 544 and fit_tile(4096, 1024, 64) == 896
     w = blend_window(64, 96, 16)
     assert w.shape == (64, 96) and w.min() > 0 and w[32, 48] == 1.0
 
@@ -281,6 +291,48 @@ def test_builtin_model_is_bundled_and_documented():
     loaded = load_model("nuclei")
     assert loaded.config.model.in_channels == 1 and loaded.config.target_mode == "instance"
     assert loaded.config.seed_threshold == scores["settings"]["seed_threshold"]
+    for name in ("split_height", "min_object_prob", "threshold", "min_size"):
+        assert getattr(loaded.config, name) == scores["settings"][name]
+
+
+def test_decoding_overrides_are_checked_before_the_network(loaded, monkeypatch):
+    """Bad decoding settings fail with a clear message before any tile is predicted."""
+    import napari_segqc.core.predict as predict
+
+    def no_network(*_args, **_kwargs):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(predict, "predict_probs_tiled", no_network)
+    image = _blobs(7)
+    for bad, match in (
+        ({"split_height": 1.5}, "split height"),
+        ({"threshold": 0.0}, "threshold"),
+        ({"min_size": -1}, "minimum size"),
+        ({"min_object_prob": float("nan")}, "minimum object probability"),
+    ):
+        with pytest.raises(SegQCError, match=match):
+            segment(loaded, image, **bad)
+        with pytest.raises(SegQCError, match=match):
+            decode_labels(np.zeros((3, 8, 8), np.float32), loaded.config, **bad)
+
+
+def test_split_height_override_changes_only_the_decoding(loaded):
+    yy, xx = np.mgrid[:64, :96]
+    r = [np.hypot(yy - 32, xx - cx) for cx in (40, 56)]
+    probs = np.stack(
+        [
+            (np.minimum(*r) < 12) * 0.95,
+            np.zeros((64, 96)),
+            np.maximum(np.clip(1 - r[0] / 12, 0, 1), 0.95 * np.clip(1 - r[1] / 12, 0, 1)),
+        ]
+    ).astype(np.float32)
+    assert loaded.config.split_height == 0.2 and loaded.config.seed_threshold == 0.3
+    assert decode_labels(probs, loaded.config).max() == 2
+    assert decode_labels(probs, loaded.config, split_height=0).max() == 1
+    stack = decode_labels(np.stack([probs, probs]), loaded.config, split_height=0)
+    assert stack.shape == (2, 64, 96) and stack.max() == 1
+    probs[0, :, 48:] *= 0.6  # the right one: mean foreground probability ~0.57
+    assert decode_labels(probs, loaded.config, min_object_prob=0.7).max() == 1
 
 
 def test_builtin_model_on_held_out_images(shared_data):

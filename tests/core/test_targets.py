@@ -59,6 +59,47 @@ def test_decode_soft_output_still_splits():
     assert decode_instances(soft).max() == 2
 
 
+def _cones(centres, radius=12.0, shape=(64, 96)) -> np.ndarray:
+    """Network-like maps of touching discs: foreground, no boundary, distance falling
+    linearly from each centre (the second peak 0.95 high: real peaks are never tied)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    r = [np.hypot(yy - cy, xx - cx) for cy, cx in centres]
+    cones = [np.clip(1 - ri / radius, 0, 1) * (1.0 if i == 0 else 0.95) for i, ri in enumerate(r)]
+    foreground = (np.min(r, axis=0) < radius) * 0.95
+    return np.stack([foreground, np.zeros(shape), np.max(cones, axis=0)])
+
+
+def test_split_height_splits_cores_that_touch():
+    """Two nuclei whose cores run into each other (dip ~0.32 > seed threshold 0.3): one seed
+    region, but two peaks each rising ~0.6 above the dip."""
+    probs = _cones([(32, 40), (32, 56)])
+    assert decode_instances(probs, split_height=0.0).max() == 1
+    two = decode_instances(probs, split_height=0.2)
+    assert two.max() == 2
+    assert two[32, 40] != two[32, 56] and two[32, 40] > 0 and two[32, 56] > 0
+    assert decode_instances(probs, split_height=0.7).max() == 1  # more than the peaks rise
+
+
+def test_split_height_keeps_a_rippled_core_whole():
+    """One nucleus whose core has two peaks with a shallow dip between them stays one."""
+    probs = _cones([(32, 44), (32, 52)], radius=14)  # dip ~0.69, peaks 1.0 and 0.95
+    assert decode_instances(probs, split_height=0.35).max() == 1
+    assert decode_instances(probs, split_height=0.1).max() == 2  # a low height splits it
+
+
+def test_min_object_prob_drops_objects_the_network_is_unsure_of():
+    probs = _cones([(20, 20), (44, 70)], radius=10)
+    probs[0][probs[0] > 0] = 0.95
+    probs[0][34:, 60:] *= 0.7  # the second object: mean foreground probability 0.665
+    for mode in TARGET_CHANNELS:
+        maps = probs[:1] if mode == "binary" else probs
+        assert decode_instances(maps, mode, threshold=0.5, min_object_prob=0.0).max() == 2
+        one = decode_instances(maps, mode, threshold=0.5, min_object_prob=0.8)
+        assert one.max() == 1 and one[20, 20] == 1 and one[44, 70] == 0
+    blocks = decode_instances(probs, threshold=0.5, min_object_prob=0.8, block=32, margin=16)
+    assert blocks.max() == 1 and blocks[20, 20] == 1
+
+
 def test_decode_drops_small_objects_and_relabels():
     labels = np.zeros((30, 30), np.int32)
     labels[2:4, 2:4] = 7  # 4 px

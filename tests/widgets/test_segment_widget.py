@@ -150,3 +150,32 @@ def test_controls_take_the_models_decoding_settings(qtbot, widget):
     run_and_wait(qtbot, widget)
     assert widget.min_size.value == widget.model_config.min_size == 15
     assert widget.threshold.value == widget.model_config.threshold
+    assert widget.split_height.value == pytest.approx(widget.model_config.split_height)
+    assert widget.min_object_prob.value == pytest.approx(widget.model_config.min_object_prob)
+    assert widget.split_height.enabled  # an instance-target model
+
+
+def test_split_height_and_object_prob_redecode(qtbot, widget):
+    run_and_wait(qtbot, widget)
+    worker = widget._worker
+    widget.probs = _two_touching_cores()
+    widget.split_height.value = 0.0  # the cores touch above the seed threshold: one object
+    layer = widget.viewer.layers["img labels"]
+    assert layer.data.max() == 1
+    widget.split_height.value = 0.2  # each core's peak rises far above the dip: two objects
+    assert layer.data.max() == 2 and widget._worker is worker
+    widget.probs[0, :, 60:] *= 0.6  # the right nucleus: the network is unsure of it
+    widget.min_object_prob.value = 0.8
+    assert layer.data.max() == 1 and layer.data[60, 52] == 1 and widget._worker is worker
+
+
+def _two_touching_cores() -> np.ndarray:
+    """Maps (3, 256, 256) of two discs (radius 12, centres 16 px apart): foreground, no
+    boundary, distance falling linearly from each centre (peaks 1 and 0.9), ~0.3 at the dip
+    between them."""
+    yy, xx = np.mgrid[:256, :256]
+    r = [np.hypot(yy - 60, xx - cx) for cx in (52, 68)]
+    probs = np.zeros((3, 256, 256), np.float32)
+    probs[0] = (np.minimum(*r) < 12) * 0.95
+    probs[2] = np.maximum(np.clip(1 - r[0] / 12, 0, 1), 0.9 * np.clip(1 - r[1] / 12, 0, 1))
+    return probs

@@ -1,7 +1,8 @@
 """The "Segment" dock widget: run a trained model on an image layer, tune the decoding live.
 
-The network runs once, in a worker (progress, Cancel); the threshold and minimum-size
-controls then only re-run :func:`napari_segqc.core.predict.decode_labels` on the kept maps.
+The network runs once, in a worker (progress, Cancel); the decoding controls (threshold,
+minimum size, split height, minimum object probability) then only re-run
+:func:`napari_segqc.core.predict.decode_labels` on the kept maps.
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ class SegmentWidget(Container):
         self.overlap = SpinBox(label="Overlap", value=64, min=0, max=1024, step=8)
         self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.01)
         self.min_size = SpinBox(label="Min size (px)", value=15, min=0, max=100_000)
+        self.split_height = FloatSlider(
+            label="Split height",
+            value=0.2,
+            min=0.0,
+            max=0.6,
+            step=0.01,
+            tooltip="How far a nucleus core must rise above the dip to its neighbour to become "
+            "its own object: lower splits touching nuclei more, higher merges more "
+            "(0: split at gaps in the core map only). Models with instance targets only.",
+        )
+        self.min_object_prob = FloatSlider(
+            label="Min object prob",
+            value=0.0,
+            min=0.0,
+            max=0.99,
+            step=0.01,
+            tooltip="Drop objects whose mean foreground probability is lower: objects the "
+            "network is unsure of (at or below the threshold: none dropped).",
+        )
         self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
         self.run_button = PushButton(text="Run")
@@ -92,6 +112,8 @@ class SegmentWidget(Container):
                 self.progress,
                 self.threshold,
                 self.min_size,
+                self.split_height,
+                self.min_object_prob,
                 self.show_probs,
                 self.status,
             ]
@@ -113,6 +135,8 @@ class SegmentWidget(Container):
         self.model_combo.changed.connect(self._on_model_choice)
         self.threshold.changed.connect(self.redecode)
         self.min_size.changed.connect(self.redecode)
+        self.split_height.changed.connect(self.redecode)
+        self.min_object_prob.changed.connect(self.redecode)
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(lambda _e: self.reset_choices())
@@ -179,9 +203,17 @@ class SegmentWidget(Container):
     def _on_result(self, result) -> None:
         self.model_config, self.probs = result
         # the model's own decoding settings; one decoding below, not one per control
-        with self.min_size.changed.blocked(), self.threshold.changed.blocked():
+        with (
+            self.min_size.changed.blocked(),
+            self.threshold.changed.blocked(),
+            self.split_height.changed.blocked(),
+            self.min_object_prob.changed.blocked(),
+        ):
             self.min_size.value = self.model_config.min_size
             self.threshold.value = self.model_config.threshold
+            self.split_height.value = self.model_config.split_height
+            self.min_object_prob.value = self.model_config.min_object_prob
+        self.split_height.enabled = self.model_config.target_mode == "instance"
         self.redecode()
         if self.show_probs.value:
             foreground = self.probs[..., 0, :, :]
@@ -189,7 +221,8 @@ class SegmentWidget(Container):
         show_info(f"SegQC: {self._image_layer.name}: {int(self.labels_layer.data.max())} objects")
 
     def redecode(self, _value=None) -> None:
-        """Decode the kept maps with the current threshold and minimum size (no network)."""
+        """Decode the kept maps with the current settings of the decoding controls (no
+        network)."""
         if self.probs is None or self._image_layer is None:
             return
         from ..core.predict import decode_labels
@@ -199,6 +232,8 @@ class SegmentWidget(Container):
             self.model_config,
             threshold=float(self.threshold.value),
             min_size=int(self.min_size.value),
+            split_height=float(self.split_height.value),
+            min_object_prob=float(self.min_object_prob.value),
         )
         self.labels_layer = self._put_layer(f"{self._image_layer.name} labels", labels, "labels")
         self.status.value = f"{int(labels.max())} objects"

@@ -45,6 +45,8 @@ class TrainConfig:
     threshold: float = 0.5  # decoding: foreground probability threshold
     min_size: int = 15  # decoding: smallest object kept, in pixels
     seed_threshold: float = 0.3  # decoding (instance mode): object-core score of the seeds
+    split_height: float = 0.2  # decoding (instance mode): core-peak rise that splits objects
+    min_object_prob: float = 0.0  # decoding: objects of lower mean foreground probability dropped
     init: str | None = None  # weights to start from (run folder or .safetensors); None: random
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,3 +88,11 @@ class TrainConfig:
             raise SegQCError(f"threshold must be in (0, 1), got {self.threshold}")
         if not 0.0 < self.seed_threshold < 1.0:
             raise SegQCError(f"seed threshold must be in (0, 1), got {self.seed_threshold}")
+        if not 0.0 <= self.split_height < 1.0:
+            raise SegQCError(f"split height must be in [0, 1), got {self.split_height}")
+        if not 0.0 <= self.min_object_prob < 1.0:
+            raise SegQCError(
+                f"minimum object probability must be in [0, 1), got {self.min_object_prob}"
+            )
+        if self.min_size < 0:
+            raise SegQCError(f"minimum size must be at least 0, got {self.min_size}")

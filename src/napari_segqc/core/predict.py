@@ -94,8 +94,9 @@ def export_model(
     card: dict | None = None,
 ) -> Path:
     """Write a model for shipping: weights (as float16 when ``half``; loading casts them back
-    to float32), its config with ``decoding`` settings (threshold, min_size, seed_threshold)
-    replaced, and a JSON-able ``card`` (data, training, scores) in the metadata."""
+    to float32), its config with ``decoding`` settings (threshold, min_size, seed_threshold,
+    split_height, min_object_prob) replaced, and a JSON-able ``card`` (data, training, scores)
+    in the metadata."""
     import torch
 
     from .checkpoint import save_weights
@@ -124,22 +125,32 @@ def export_model(
 MAX_BATCH_PIXELS = 8 * 512 * 512
 
 
+#: Tile starts are multiples of this (the deepest encoder stage's stride): every tile then sees
+#: the image on the same pixel grid, so the network's outputs agree where tiles overlap.
+TILE_ALIGN = 32
+
+
 def fit_tile(size: int, tile: int, overlap: int) -> int:
     """The tile length actually used along an axis of ``size`` pixels: at most ``tile``, a
     multiple of 32, and as small as the same number of tiles allows (less wasted overlap)."""
     if size <= tile:
         return min(tile, _ceil32(size))
-    n = -(-(size - overlap) // (tile - overlap))
-    return min(tile, _ceil32(-(-(size - overlap) // n) + overlap))
+    n = len(tile_starts(size, tile, overlap))
+    for length in range(_ceil32(overlap + TILE_ALIGN), tile, 32):
+        if len(tile_starts(size, length, overlap)) <= n:
+            return length
+    return tile
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering ``size``, evenly spread, neighbours
-    overlapping by at least ``overlap``."""
+    """Start offsets of tiles of ``tile`` pixels covering ``size``: multiples of
+    :data:`TILE_ALIGN`, neighbours overlapping by at least ``overlap``; the last tile may run
+    past the end (the image is mirrored into it)."""
     if size <= tile:
         return [0]
-    n = -(-(size - overlap) // (tile - overlap))
-    return [round(i * (size - tile) / (n - 1)) for i in range(n)]
+    step = max(TILE_ALIGN, (tile - overlap) // TILE_ALIGN * TILE_ALIGN)
+    n = -(-(size - tile) // step) + 1
+    return [i * step for i in range(n)]
 
 
 def _ramp(n: int, overlap: int) -> np.ndarray:
@@ -263,7 +274,7 @@ def _iter_plane(
             raw = raw[..., None] if raw.ndim == 2 else raw[..., :channels]
             norm = ((raw - lo) / scale).transpose(2, 0, 1)
             tiles[j, :, : norm.shape[1], : norm.shape[2]] = norm
-            if norm.shape[1:] != (th, tw):  # image smaller than a tile: mirror into the pad
+            if norm.shape[1:] != (th, tw):  # past the image's end: mirror it into the pad
                 tiles[j] = _reflect_fill(norm, th, tw)
         x_t = torch.from_numpy(tiles).to(device).contiguous(memory_format=torch.channels_last)
         probs = _forward(loaded.model, x_t, dtype, tta).cpu().numpy()
@@ -398,20 +409,32 @@ def decode_labels(
     *,
     threshold: float | None = None,
     min_size: int | None = None,
+    split_height: float | None = None,
+    min_object_prob: float | None = None,
 ) -> np.ndarray:
     """Instance labels (int32) from maps ``(K, H, W)`` or a stack of them ``(..., K, H, W)``.
 
-    Each 2-D slice is decoded on its own, ids starting at 1 in every slice. ``threshold`` and
-    ``min_size`` default to the model's config.
+    Each 2-D slice is decoded on its own, ids starting at 1 in every slice. ``threshold``,
+    ``min_size``, ``split_height`` and ``min_object_prob`` (see
+    :func:`.targets.decode_instances`) default to the model's config.
     """
     from .targets import decode_instances
 
+    config = _decoding_config(
+        config,
+        threshold=threshold,
+        min_size=min_size,
+        split_height=split_height,
+        min_object_prob=min_object_prob,
+    )
     settings = {
-        "threshold": config.threshold if threshold is None else threshold,
-        "min_size": config.min_size if min_size is None else min_size,
+        "threshold": config.threshold,
+        "min_size": config.min_size,
+        "min_object_prob": config.min_object_prob,
     }
     if config.target_mode == "instance":
         settings["seed_threshold"] = config.seed_threshold
+        settings["split_height"] = config.split_height
     probs = np.asarray(probs)
     if probs.ndim < 3:
         raise SegQCError(f"need maps of shape (..., K, H, W), got {probs.shape}")
@@ -422,20 +445,36 @@ def decode_labels(
     return labels
 
 
+def _decoding_config(config: TrainConfig, **overrides) -> TrainConfig:
+    """The config with the decoding overrides that are not None, checked."""
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    config.check()
+    return config
+
+
 def segment(
     loaded: LoadedModel,
     image,
     *,
     threshold: float | None = None,
     min_size: int | None = None,
+    split_height: float | None = None,
+    min_object_prob: float | None = None,
     **kwargs,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Instance labels (int32) and the network's maps of a 2-D image or a stack.
 
-    ``threshold`` and ``min_size`` default to the model's config; ``kwargs`` go to
-    :func:`predict_probs_tiled`. Re-decode the maps with :func:`decode_labels` to try other
-    settings without running the network again.
+    The decoding settings (see :func:`decode_labels`) default to the model's config; ``kwargs``
+    go to :func:`predict_probs_tiled`. Re-decode the maps with :func:`decode_labels` to try
+    other settings without running the network again.
     """
+    decoding = {
+        "threshold": threshold,
+        "min_size": min_size,
+        "split_height": split_height,
+        "min_object_prob": min_object_prob,
+    }
+    _decoding_config(loaded.config, **decoding)  # bad settings fail before the network runs
     probs = predict_probs_tiled(loaded, image, **kwargs)
-    labels = decode_labels(probs, loaded.config, threshold=threshold, min_size=min_size)
+    labels = decode_labels(probs, loaded.config, **decoding)
     return labels, probs
