@@ -114,9 +114,16 @@ def test_trained_models_are_offered(widget, model_path):
 
 
 def test_segmentation_can_be_checked_with_qc(qtbot, widget, sample_pair):
+    from napari_segqc._widgets.qc_widget import QCWidget
     from napari_segqc.core.qc import qc_report
 
+    viewer = widget.viewer
+    viewer.add_labels(sample_pair[1], name="img ground truth")
+    viewer.add_labels(degrade(sample_pair[1]), name="other labels")
+    qc = QCWidget(viewer)
+    assert qc.gt_combo.value.name == "img ground truth"
     run_and_wait(qtbot, widget)
+    assert qc.pred_combo.value is viewer.layers["img labels"]  # the new labels are picked
     labels = widget.viewer.layers["img labels"].data
     report = qc_report(sample_pair[1], labels)
     assert 0.0 <= report["objects"]["0.50"]["f1"] <= 1.0

@@ -27,7 +27,7 @@ from napari.utils.notifications import show_error, show_info
 from ..core.errors import SegQCError
 from ..core.pixel import ERROR_CLASSES, ERROR_COLORS
 from ..core.qc import QCResult, check_pair, iter_qc, to_grayscale
-from .layers import METADATA_KEY, show_maps
+from .layers import METADATA_KEY, SEGMENT_METADATA_KEY, show_maps
 from .score_table import ScoreTable
 
 #: Layer names that look like a ground truth: "ground truth", "gt", "nuclei_gt", "GT-masks"...
@@ -133,7 +133,10 @@ class QCWidget(Container):
         elif event is not None and event.type == "removed":
             event.value.events.name.disconnect(self._on_layer_renamed)
         self.reset_choices()
-        if self.pred_combo.value is None or self.pred_combo.value is self.gt_combo.value:
+        new = event.value if event is not None and event.type == "inserted" else None
+        if isinstance(new, Labels) and new.metadata.get(SEGMENT_METADATA_KEY):
+            self.pred_combo.value = new  # just segmented: the labels to check next
+        elif self.pred_combo.value is None or self.pred_combo.value is self.gt_combo.value:
             self._select_defaults()
 
     def _on_layer_renamed(self, _event=None) -> None:

@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.errors import SegQCError
 from ..core.predict import BUILTIN_MODELS, BUILTIN_TITLES
+from .layers import SEGMENT_METADATA_KEY
 from .train_widget import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
@@ -240,7 +241,9 @@ class SegmentWidget(Container):
 
     def _put_layer(self, name: str, data: np.ndarray, kind: str):
         src = self._image_layer
-        if name in self.viewer.layers and self.viewer.layers[name].metadata.get("segqc_segment"):
+        if name in self.viewer.layers and self.viewer.layers[name].metadata.get(
+            SEGMENT_METADATA_KEY
+        ):
             layer = self.viewer.layers[name]
             layer.data = data
             return layer
@@ -255,7 +258,7 @@ class SegmentWidget(Container):
             name=name,
             scale=src.scale,
             translate=src.translate,
-            metadata={"segqc_segment": True},
+            metadata={SEGMENT_METADATA_KEY: True},
             **options,
         )
 
