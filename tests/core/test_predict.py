@@ -158,6 +158,14 @@ def test_foreign_corrupt_and_mismatched_files(tmp_path, model_file):
         load_model(tmp_path / "nope.safetensors")
 
 
+def test_nan_anywhere_in_a_big_image_is_refused(loaded):
+    """Past 4 MP the percentiles come from a strided sample; a NaN off it is still caught."""
+    image = np.zeros((2050, 2050), np.float32)
+    image[1001, 1001] = np.nan  # odd row and column: not in the stride-2 sample
+    with pytest.raises(SegQCError, match="NaN or infinite"):
+        predict_probs_tiled(loaded, image, tile=1024, overlap=64)
+
+
 def test_bad_tile_settings(loaded):
     image = np.zeros((64, 64), np.uint8)
     with pytest.raises(SegQCError, match="multiple of 32"):

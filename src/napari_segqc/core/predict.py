@@ -272,6 +272,10 @@ def _iter_plane(
         for j, (y, x) in enumerate(group):
             raw = np.asarray(image[y : y + th, x : x + tw], dtype=np.float32)
             raw = raw[..., None] if raw.ndim == 2 else raw[..., :channels]
+            if not np.isfinite(raw).all():  # big images: the percentile sample may miss them
+                raise SegQCError(
+                    f"the image contains NaN or infinite values (in the tile at y={y}, x={x})"
+                )
             norm = ((raw - lo) / scale).transpose(2, 0, 1)
             tiles[j, :, : norm.shape[1], : norm.shape[2]] = norm
             if norm.shape[1:] != (th, tw):  # past the image's end: mirror it into the pad
