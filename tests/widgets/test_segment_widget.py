@@ -186,3 +186,20 @@ def _two_touching_cores() -> np.ndarray:
     probs[0] = (np.minimum(*r) < 12) * 0.95
     probs[2] = np.maximum(np.clip(1 - r[0] / 12, 0, 1), 0.9 * np.clip(1 - r[1] / 12, 0, 1))
     return probs
+
+
+def test_big_maps_are_redecoded_in_a_worker(qtbot, widget, monkeypatch):
+    """Past LIVE_DECODE_PIXELS a control change decodes in a thread; changes made meanwhile
+    are decoded when it ends, so the labels end up matching the last setting."""
+    import napari_segqc._widgets.segment_widget as segment_widget
+
+    run_and_wait(qtbot, widget)
+    monkeypatch.setattr(segment_widget, "LIVE_DECODE_PIXELS", 0)
+    widget.probs = _two_touching_cores()
+    layer = widget.viewer.layers["img labels"]
+    widget.split_height.value = 0.0  # one object, decoded in a worker
+    assert widget._decode_worker is not None and widget.status.value == "decoding..."
+    widget.split_height.value = 0.2  # while it runs: decoded after it
+    qtbot.waitUntil(lambda: widget._decode_worker is None, timeout=20_000)
+    qtbot.waitUntil(lambda: layer.data.max() == 2, timeout=20_000)
+    assert widget.status.value == "2 objects"
