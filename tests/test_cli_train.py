@@ -22,6 +22,11 @@ def test_train_then_resume(sample_dir, tmp_path, capsys):
     assert "epoch 2/2" in capsys.readouterr().out
     with open(out / "history.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+    no_epochs = [a for a in TINY if a not in ("--epochs", "1")]  # the run's own: 2, all done
+    assert (
+        main(["train", "--images", str(sample_dir), "--out", str(out), *no_epochs, "--resume"]) == 1
+    )
+    assert "2 epochs are done already" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--images", required=True, metavar="DIR")
     p.add_argument("--masks", metavar="DIR")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument(
+        "--epochs", type=int, help="epochs in all (default 50; with --resume: the run's own)"
+    )
     p.add_argument("--arch", default="unet", choices=list(ARCHITECTURES))
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--patch", type=int, default=256)
@@ -84,7 +86,7 @@ def config_from_args(args: argparse.Namespace):
         optimizer=args.optimizer,
         lr=args.lr,
         schedule=replace(ScheduleConfig(), name=args.schedule),
-        epochs=args.epochs,
+        epochs=_epochs(args),
         steps_per_epoch=args.steps_per_epoch,
         patch=args.patch,
         batch=args.batch,
@@ -95,6 +97,14 @@ def config_from_args(args: argparse.Namespace):
         patience=args.patience,
         init=args.init,
     )
+
+
+def _epochs(args: argparse.Namespace) -> int:
+    from .core.train import saved_run
+
+    if args.epochs is not None:
+        return args.epochs
+    return saved_run(args.out)[0].epochs if args.resume else 50
 
 
 def run_train_command(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from napari_segqc.core.train import (
     autocast_dtype,
     iter_train,
     pick_device,
+    saved_run,
     warm_start,
 )
 
@@ -98,6 +99,26 @@ def test_resume_continues_history_and_epochs(samples, tmp_path):
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
     # the learning rate follows the longer cosine schedule, not the end of the old one
     assert float(rows[2]["lr"]) > 0.1 * TINY.lr
+
+
+def test_resume_with_fewer_epochs_shortens_or_is_refused(samples, tmp_path):
+    calls = []
+
+    def stop_after_first_epoch():
+        calls.append(1)
+        return len(calls) > TINY.steps_per_epoch  # the first step of epoch 2
+
+    config = replace(TINY, epochs=5)
+    drain(iter_train(config, samples, tmp_path, stop=stop_after_first_epoch))
+    saved, done = saved_run(tmp_path)
+    assert (saved.epochs, done) == (5, 1)
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(SegQCError, match="1 epochs are done already"):
+        drain(iter_train(replace(config, epochs=1), samples, tmp_path, resume=True))
+    assert (tmp_path / "config.json").read_text() == before  # nothing rewritten
+    reports, _ = drain(iter_train(replace(config, epochs=2), samples, tmp_path, resume=True))
+    assert [r.epoch for r in reports if isinstance(r, EpochReport)] == [1]
+    assert saved_run(tmp_path) == (replace(saved, epochs=2), 2)
 
 
 def test_resume_needs_a_run(samples, tmp_path):

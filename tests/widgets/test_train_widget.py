@@ -74,6 +74,11 @@ def test_stop_leaves_a_loadable_checkpoint(qtbot, widget, tmp_path):
     weights, meta = load_weights(tmp_path / "run" / "last.safetensors")
     assert meta["config"]["epochs"] == 50
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    widget.epochs.value = 3
+    widget.resume.value = True  # resuming shows the run's plan, which can then be changed
+    assert widget.epochs.value == 3  # the output folder moved on to a fresh one: no run there
+    widget.out_dir.value = tmp_path / "run"
+    assert widget.epochs.value == 50 and widget.status.value == "resume: 1 of 50 epochs done"
 
 
 def test_folder_mode(qtbot, widget, sample_dir, errors):

@@ -169,9 +169,24 @@ class TrainWidget(Container):
         self.clear_pairs_button.changed.connect(self.clear_pairs)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
+        self.resume.changed.connect(self._on_resume)
+        self.out_dir.changed.connect(lambda _v: self._on_resume(self.resume.value))
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(lambda _e: self.reset_choices())
+
+    def _on_resume(self, resume: bool) -> None:
+        """Resuming: show the run's planned epochs (more continue it, fewer shorten it)."""
+        from ..core.train import saved_run
+
+        if not resume:
+            return
+        try:
+            saved, done = saved_run(self.out_dir.value)
+        except SegQCError:
+            return  # no run there (yet): Start says so
+        self.epochs.value = saved.epochs
+        self.status.value = f"resume: {done} of {saved.epochs} epochs done"
 
     def _on_source(self, value: str) -> None:
         layers = value == "Layers"

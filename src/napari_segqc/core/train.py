@@ -161,7 +161,9 @@ def iter_train(
     """Train on ``samples``, writing the run folder ``out_dir``; return the best weights' path.
 
     With ``resume=True`` the run folder's ``config.json``, weights, optimizer, schedule, epoch
-    counter and history are taken up where they stopped (``config.epochs`` may be raised).
+    counter and history are taken up where they stopped; only ``config.epochs`` is taken from
+    ``config``: the new total, more than the epochs done (fewer than planned shortens the
+    schedule from where it is; see :func:`saved_run`).
     """
     import torch
 
@@ -356,14 +358,26 @@ def _validate(model, val_set, val_targets, loss_fn, config, device, dtype) -> di
     }
 
 
-def _resumed_config(out: Path, config: TrainConfig) -> TrainConfig:
+def saved_run(out_dir: str | Path) -> tuple[TrainConfig, int]:
+    """The config of the run in ``out_dir`` and how many epochs it has done (for resuming)."""
     import json
 
+    out = Path(out_dir)
     path = out / "config.json"
     if not (path.is_file() and (out / "state.safetensors").is_file()):
         raise SegQCError(f"{out} holds no run to resume (config.json and state.safetensors)")
     saved = TrainConfig.from_dict(json.loads(path.read_text()))
-    return replace(saved, epochs=max(saved.epochs, config.epochs))
+    return saved, int(load_state(out / "state.safetensors")["epoch"])
+
+
+def _resumed_config(out: Path, config: TrainConfig) -> TrainConfig:
+    saved, done = saved_run(out)
+    if config.epochs <= done:
+        raise SegQCError(
+            f"{out}: {done} epochs are done already; resume with more epochs in all "
+            f"(the run planned {saved.epochs})"
+        )
+    return replace(saved, epochs=config.epochs)
 
 
 def _restore(out: Path, model, optimizer, scheduler, early) -> int:
