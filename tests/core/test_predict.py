@@ -166,6 +166,23 @@ def test_nan_anywhere_in_a_big_image_is_refused(loaded):
         predict_probs_tiled(loaded, image, tile=1024, overlap=64)
 
 
+def test_image_bigger_than_memory_is_refused_before_any_tile(loaded, monkeypatch):
+    import dask.array as da
+
+    import napari_segqc.core.predict as predict
+
+    huge = da.zeros((300_000, 300_000), dtype=np.uint8, chunks=4096)  # lazy: 90 GB of pixels
+    with pytest.raises(SegQCError, match=r"needs about \d+\.\d GiB .* available"):
+        segment(loaded, huge)
+    monkeypatch.setattr(predict, "available_memory", lambda: 10 * 2**20)  # 10 MiB free
+    with pytest.raises(SegQCError, match="segment it in parts"):
+        predict_probs_tiled(loaded, np.zeros((2, 512, 512), np.uint8))
+    monkeypatch.setattr(predict, "available_memory", lambda: None)  # unknown: no check
+    assert predict_probs_tiled(
+        loaded, np.zeros((64, 64), np.uint8), tile=128, overlap=32
+    ).shape == (3, 64, 64)
+
+
 def test_bad_tile_settings(loaded):
     image = np.zeros((64, 64), np.uint8)
     with pytest.raises(SegQCError, match="multiple of 32"):

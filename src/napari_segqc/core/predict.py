@@ -333,6 +333,7 @@ def iter_predict_probs(
     h, w = image.shape[len(lead) : len(lead) + 2]
     classes = loaded.config.model.classes
     planes = int(np.prod(lead))  # 1 for a 2-D image
+    check_memory(image.shape, planes * h * w * (4 * classes + 4) + h * w * (4 * classes + 4))
     out = np.zeros((*lead, classes, h, w), np.float32) if lead else None
     probs = None
     for plane, index in enumerate(np.ndindex(*lead)):
@@ -385,6 +386,28 @@ def predict_probs_tiled(
             return finished.value
         if progress is not None:
             progress(*done)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (psutil), or None if unknown."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with napari
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(shape: tuple[int, ...], needed: int) -> None:
+    """Refuse at once (before any tile runs) an image whose maps and labels (``needed``
+    bytes) would not fit in the memory available now, instead of failing or being killed
+    half-way."""
+    available = available_memory()
+    if available is not None and needed > 0.9 * available:
+        raise SegQCError(
+            f"an image of shape {tuple(shape)} needs about {needed / 2**30:.1f} GiB for its "
+            f"probability maps and labels, but only {available / 2**30:.1f} GiB of memory is "
+            "available: segment it in parts (crops, or fewer slices at a time)"
+        )
 
 
 def _free_device_memory() -> None:
