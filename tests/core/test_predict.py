@@ -14,19 +14,16 @@ from napari_segqc.core.config import TrainConfig
 from napari_segqc.core.errors import SegQCError, Stopped
 from napari_segqc.core.models import ModelConfig, build_model
 from napari_segqc.core.predict import (
-    TILE_ALIGN,
     LoadedModel,
     PredictWarning,
-    blend_window,
     decode_labels,
     export_model,
-    fit_tile,
     image_layout,
     load_model,
     predict_probs_tiled,
     segment,
-    tile_starts,
 )
+from napari_segqc.core.tiling import TILE_ALIGN, blend_window, fit_tile, tile_starts
 
 
 @pytest.fixture(scope="module")

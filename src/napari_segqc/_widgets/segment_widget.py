@@ -98,6 +98,13 @@ class SegmentWidget(Container):
             tooltip="Drop objects whose mean foreground probability is lower: objects the "
             "network is unsure of (at or below the threshold: none dropped).",
         )
+        #: config field -> control, for every decoding setting the widget offers
+        self.decoding_controls = {
+            "threshold": self.threshold,
+            "min_size": self.min_size,
+            "split_height": self.split_height,
+            "min_object_prob": self.min_object_prob,
+        }
         self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
         self.run_button = PushButton(text="Run")
@@ -141,10 +148,8 @@ class SegmentWidget(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.model_combo.changed.connect(self._on_model_choice)
-        self.threshold.changed.connect(self.redecode)
-        self.min_size.changed.connect(self.redecode)
-        self.split_height.changed.connect(self.redecode)
-        self.min_object_prob.changed.connect(self.redecode)
+        for control in self.decoding_controls.values():
+            control.changed.connect(self.redecode)
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(lambda _e: self.reset_choices())
@@ -211,16 +216,9 @@ class SegmentWidget(Container):
     def _on_result(self, result) -> None:
         self.model_config, self.probs, labels = result
         # the controls take the model's own decoding settings, which made these labels
-        with (
-            self.min_size.changed.blocked(),
-            self.threshold.changed.blocked(),
-            self.split_height.changed.blocked(),
-            self.min_object_prob.changed.blocked(),
-        ):
-            self.min_size.value = self.model_config.min_size
-            self.threshold.value = self.model_config.threshold
-            self.split_height.value = self.model_config.split_height
-            self.min_object_prob.value = self.model_config.min_object_prob
+        for name, control in self.decoding_controls.items():
+            with control.changed.blocked():
+                control.value = getattr(self.model_config, name)
         self.split_height.enabled = self.model_config.target_mode == "instance"
         self._show_labels(labels)
         if self.show_probs.value:
@@ -236,12 +234,7 @@ class SegmentWidget(Container):
             return
         from ..core.predict import decode_labels
 
-        settings = {
-            "threshold": float(self.threshold.value),
-            "min_size": int(self.min_size.value),
-            "split_height": float(self.split_height.value),
-            "min_object_prob": float(self.min_object_prob.value),
-        }
+        settings = {name: control.value for name, control in self.decoding_controls.items()}
         if self.probs[..., 0, :, :].size <= LIVE_DECODE_PIXELS:
             self._show_labels(decode_labels(self.probs, self.model_config, **settings))
             return

@@ -54,22 +54,24 @@ def save_weights(path: str | os.PathLike, state_dict: dict, metadata: dict[str, 
     return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
-    """Read ``(state_dict, metadata)`` written by :func:`save_weights` (CPU tensors)."""
+def load_weights(path: str | os.PathLike, *, tensors: bool = True) -> tuple[dict, dict[str, Any]]:
+    """Read ``(state_dict, metadata)`` written by :func:`save_weights` (CPU tensors; with
+    ``tensors=False`` only the metadata is read and the state_dict is empty)."""
     from safetensors import safe_open
 
     path = check_safetensors(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+            keys = f.keys() if tensors else []
+            state_dict = {k: f.get_tensor(k) for k in keys}
     except Exception as exc:  # corrupt file
         raise SegQCError(f"{path}: corrupt safetensors file ({exc})") from None
     try:
         metadata = json.loads(meta.get(_META_KEY, "{}"))
     except json.JSONDecodeError as exc:
         raise SegQCError(f"{path}: unreadable metadata ({exc})") from None
-    return tensors, metadata
+    return state_dict, metadata
 
 
 def _flatten(obj: Any, tensors: dict, prefix: str) -> Any:
@@ -93,9 +95,9 @@ def _key(k: Any) -> list:
     return ["int", k] if isinstance(k, int) else ["str", str(k)]
 
 
-def _unflatten(obj: Any, tensors: dict) -> Any:
+def _unflatten(obj: Any, tensors: dict | None) -> Any:
     if isinstance(obj, dict) and "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
+        return None if tensors is None else tensors[obj["__tensor__"]]
     if isinstance(obj, dict) and "__dict__" in obj:
         return {
             (int(v) if t == "int" else v): _unflatten(x, tensors) for (t, v), x in obj["__dict__"]
@@ -112,9 +114,10 @@ def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return save_weights(path, tensors, {"tree": tree})
 
 
-def load_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a state written by :func:`save_state`."""
-    tensors, meta = load_weights(path)
+def load_state(path: str | os.PathLike, *, tensors: bool = True) -> dict[str, Any]:
+    """Read a state written by :func:`save_state`; with ``tensors=False`` only its header
+    (counters and settings; tensors come back as None), which is fast for big states."""
+    loaded, meta = load_weights(path, tensors=tensors)
     if "tree" not in meta:
         raise SegQCError(f"{path}: not a napari-segqc training state file")
-    return _unflatten(meta["tree"], tensors)
+    return _unflatten(meta["tree"], loaded if tensors else None)

@@ -25,6 +25,7 @@ from .checkpoint import load_weights
 from .config import TrainConfig
 from .data import HIGH, LOW
 from .errors import SegQCError, Stopped
+from .tiling import blend_window, fit_tile, reflect_fill, tile_starts
 
 
 @dataclass
@@ -123,49 +124,6 @@ def export_model(
 
 #: Most pixels in one batch of tiles (8 tiles of 512 x 512): bounds the network's memory.
 MAX_BATCH_PIXELS = 8 * 512 * 512
-
-
-#: Tile starts are multiples of this (the deepest encoder stage's stride): every tile then sees
-#: the image on the same pixel grid, so the network's outputs agree where tiles overlap.
-TILE_ALIGN = 32
-
-
-def fit_tile(size: int, tile: int, overlap: int) -> int:
-    """The tile length actually used along an axis of ``size`` pixels: at most ``tile``, a
-    multiple of 32, and as small as the same number of tiles allows (less wasted overlap)."""
-    if size <= tile:
-        return min(tile, _ceil32(size))
-    n = len(tile_starts(size, tile, overlap))
-    for length in range(_ceil32(overlap + TILE_ALIGN), tile, 32):
-        if len(tile_starts(size, length, overlap)) <= n:
-            return length
-    return tile
-
-
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering ``size``: multiples of
-    :data:`TILE_ALIGN`, neighbours overlapping by at least ``overlap``; the last tile may run
-    past the end (the image is mirrored into it)."""
-    if size <= tile:
-        return [0]
-    step = max(TILE_ALIGN, (tile - overlap) // TILE_ALIGN * TILE_ALIGN)
-    n = -(-(size - tile) // step) + 1
-    return [i * step for i in range(n)]
-
-
-def _ramp(n: int, overlap: int) -> np.ndarray:
-    ramp = np.ones(n, np.float32)
-    if overlap > 0:
-        t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        edge = 0.5 - 0.5 * np.cos(np.pi * t)  # raised cosine, never exactly 0
-        ramp[:overlap] = np.minimum(ramp[:overlap], edge)
-        ramp[-overlap:] = np.minimum(ramp[-overlap:], edge[::-1])
-    return ramp
-
-
-def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
-    """Tile weights: 1 inside, a raised-cosine ramp over ``overlap`` pixels at the borders."""
-    return np.outer(_ramp(height, overlap), _ramp(width, overlap))
 
 
 def image_layout(shape: tuple[int, ...], in_channels: int) -> tuple[tuple[int, ...], int]:
@@ -279,7 +237,7 @@ def _iter_plane(
             norm = ((raw - lo) / scale).transpose(2, 0, 1)
             tiles[j, :, : norm.shape[1], : norm.shape[2]] = norm
             if norm.shape[1:] != (th, tw):  # past the image's end: mirror it into the pad
-                tiles[j] = _reflect_fill(norm, th, tw)
+                tiles[j] = reflect_fill(norm, th, tw)
         x_t = torch.from_numpy(tiles).to(device).contiguous(memory_format=torch.channels_last)
         probs = _forward(loaded.model, x_t, dtype, tta).cpu().numpy()
         for j, (y, x) in enumerate(group):
@@ -333,7 +291,8 @@ def iter_predict_probs(
     h, w = image.shape[len(lead) : len(lead) + 2]
     classes = loaded.config.model.classes
     planes = int(np.prod(lead))  # 1 for a 2-D image
-    check_memory(image.shape, planes * h * w * (4 * classes + 4) + h * w * (4 * classes + 4))
+    # float32 maps and int32 labels of every slice, plus one slice's working maps
+    check_memory(image.shape, (planes + 1) * h * w * (4 * classes + 4))
     out = np.zeros((*lead, classes, h, w), np.float32) if lead else None
     probs = None
     for plane, index in enumerate(np.ndindex(*lead)):
@@ -420,16 +379,6 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _ceil32(n: int) -> int:
-    return -(-n // 32) * 32
-
-
-def _reflect_fill(norm: np.ndarray, th: int, tw: int) -> np.ndarray:
-    _, h, w = norm.shape
-    mode = "reflect" if h > 1 and w > 1 else "edge"
-    return np.pad(norm, ((0, 0), (0, th - h), (0, tw - w)), mode=mode)
-
-
 def decode_labels(
     probs: np.ndarray,
     config: TrainConfig,
@@ -495,13 +444,13 @@ def segment(
     go to :func:`predict_probs_tiled`. Re-decode the maps with :func:`decode_labels` to try
     other settings without running the network again.
     """
-    decoding = {
-        "threshold": threshold,
-        "min_size": min_size,
-        "split_height": split_height,
-        "min_object_prob": min_object_prob,
-    }
-    _decoding_config(loaded.config, **decoding)  # bad settings fail before the network runs
+    config = _decoding_config(  # bad settings fail before the network runs
+        loaded.config,
+        threshold=threshold,
+        min_size=min_size,
+        split_height=split_height,
+        min_object_prob=min_object_prob,
+    )
     probs = predict_probs_tiled(loaded, image, **kwargs)
-    labels = decode_labels(probs, loaded.config, **decoding)
+    labels = decode_labels(probs, config)
     return labels, probs

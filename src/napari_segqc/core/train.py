@@ -367,7 +367,7 @@ def saved_run(out_dir: str | Path) -> tuple[TrainConfig, int]:
     if not (path.is_file() and (out / "state.safetensors").is_file()):
         raise SegQCError(f"{out} holds no run to resume (config.json and state.safetensors)")
     saved = TrainConfig.from_dict(json.loads(path.read_text()))
-    return saved, int(load_state(out / "state.safetensors")["epoch"])
+    return saved, int(load_state(out / "state.safetensors", tensors=False)["epoch"])
 
 
 def _resumed_config(out: Path, config: TrainConfig) -> TrainConfig:
