@@ -25,11 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_segqc.core.augment import (  # noqa: E402
-    AugmentConfig,
-    augment_batch,
-    augment_sample_numpy,
-)
+from napari_segqc.core.train.augment import AugmentConfig, augment_batch, augment_sample_numpy  # noqa: E402
 
 
 def best_ms(fns, repeat: int, sync=lambda: None) -> list[float]:

@@ -23,8 +23,9 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from napari_segqc.core.matching import match_objects
-from napari_segqc.core.targets import decode_instances, make_targets
+from napari_segqc.core.instances.decoding import decode_instances
+from napari_segqc.core.instances.targets import make_targets
+from napari_segqc.core.qc.matching import match_objects
 
 MASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train" / "masks"
 

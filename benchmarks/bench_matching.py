@@ -31,7 +31,7 @@ from skimage.draw import ellipse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from napari_segqc.core.matching import THRESHOLD_SWEEP, match_objects, threshold_key
+from napari_segqc.core.qc.matching import THRESHOLD_SWEEP, match_objects, threshold_key
 
 try:
     from stardist.matching import matching as sd_matching

@@ -30,14 +30,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from bench_ssim import real_mosaic  # noqa: E402
-from napari_segqc.core.matching import match_objects  # noqa: E402
-from napari_segqc.core.predict import (  # noqa: E402
-    _percentiles,
-    decode_labels,
-    load_model,
-    predict_probs_tiled,
-)
-from napari_segqc.core.train import autocast_dtype  # noqa: E402
+from napari_segqc.core.device import autocast_dtype  # noqa: E402
+from napari_segqc.core.instances.decoding import decode_labels  # noqa: E402
+from napari_segqc.core.predict.inference import _percentiles, predict_probs_tiled  # noqa: E402
+from napari_segqc.core.predict.loading import load_model  # noqa: E402
+from napari_segqc.core.qc.matching import match_objects  # noqa: E402
 
 
 def mosaic(size: int, seed: int) -> np.ndarray:
@@ -87,7 +84,7 @@ def peak_memory_child(model: str, size: int) -> None:
     """Child process: segment a size x size image; print the peak RSS in MiB."""
     import torch
 
-    from napari_segqc.core.predict import segment
+    from napari_segqc.core.predict.segmentation import segment
 
     image = mosaic(size, seed=2)
     loaded = load_model(model)

@@ -30,7 +30,7 @@ from skimage.metrics import structural_similarity
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_segqc.core.similarity import ssim  # noqa: E402
+from napari_segqc.core.qc.similarity import ssim  # noqa: E402
 
 DSB = ROOT.parent / "shared" / "data" / "dsb2018" / "train" / "images"
 

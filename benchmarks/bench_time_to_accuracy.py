@@ -19,13 +19,15 @@ from pathlib import Path
 
 import torch
 
-from napari_segqc.core.checkpoint import load_weights
-from napari_segqc.core.config import TrainConfig
-from napari_segqc.core.data import load_training_data, split_samples
-from napari_segqc.core.matching import match_objects, object_scores_from_counts
-from napari_segqc.core.models import ModelConfig, build_model
-from napari_segqc.core.targets import decode_instances
-from napari_segqc.core.train import EpochReport, autocast_dtype, iter_train, predict_probs
+from napari_segqc.core.device import autocast_dtype
+from napari_segqc.core.instances.decoding import decode_instances
+from napari_segqc.core.models.registry import ModelConfig, build_model
+from napari_segqc.core.models.weights import load_weights
+from napari_segqc.core.qc.matching import match_objects, object_scores_from_counts
+from napari_segqc.core.train.config import TrainConfig
+from napari_segqc.core.train.data import load_training_data, split_samples
+from napari_segqc.core.train.loop import EpochReport, iter_train
+from napari_segqc.core.train.validation import predict_probs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018" / "train"

@@ -5,8 +5,8 @@ on the same data and count training patches per second over the same number of s
 warm-up step each:
 
 * plain: fp32, contiguous memory, a ``Dataset`` that crops and augments one sample at a time in
-  numpy (:func:`napari_segqc.core.augment.augment_sample_numpy`), the default ``DataLoader``;
-* napari-segqc: ``core.train._train_step`` — numpy patch sampling, batched augmentation with
+  numpy (:func:`napari_segqc.core.train.augment.augment_sample_numpy`), the default ``DataLoader``;
+* napari-segqc: ``core.train.loop._train_step`` — numpy patch sampling, batched augmentation with
   torch, channels_last memory, bf16 autocast on the CPU (fp16/bf16 on a GPU).
 
 Data: ``../shared/data/dsb2018/train`` if present (first 60 images), else ``sample_data/``::
@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_segqc.core.augment import AugmentConfig, augment_sample_numpy
-from napari_segqc.core.config import TrainConfig
-from napari_segqc.core.data import PatchSampler, load_training_data
-from napari_segqc.core.losses import make_loss
-from napari_segqc.core.models import ModelConfig, build_model
-from napari_segqc.core.optim import make_optimizer
-from napari_segqc.core.targets import make_targets
-from napari_segqc.core.train import _train_step, autocast_dtype, pick_device
+from napari_segqc.core.device import autocast_dtype, pick_device
+from napari_segqc.core.instances.targets import make_targets
+from napari_segqc.core.models.registry import ModelConfig, build_model
+from napari_segqc.core.train.augment import AugmentConfig, augment_sample_numpy
+from napari_segqc.core.train.config import TrainConfig
+from napari_segqc.core.train.data import PatchSampler, load_training_data
+from napari_segqc.core.train.loop import _train_step
+from napari_segqc.core.train.losses import make_loss
+from napari_segqc.core.train.optim import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "dsb2018" / "train"

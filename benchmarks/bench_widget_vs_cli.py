@@ -28,7 +28,7 @@ def throughput(run: Path) -> float:
 
 
 def run_cli(samples, config, out: Path) -> float:
-    from napari_segqc.core.train import iter_train
+    from napari_segqc.core.train.loop import iter_train
 
     for _ in iter_train(config, samples, out):
         pass
@@ -61,9 +61,9 @@ def run_widget(folder: Path, config, out: Path) -> float:
 
 
 def main() -> None:
-    from napari_segqc.core.config import TrainConfig
-    from napari_segqc.core.data import load_training_data
-    from napari_segqc.core.models import ModelConfig
+    from napari_segqc.core.models.registry import ModelConfig
+    from napari_segqc.core.train.config import TrainConfig
+    from napari_segqc.core.train.data import load_training_data
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=15)

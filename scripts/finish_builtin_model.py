@@ -9,7 +9,7 @@ validation, not test, scores. The model is exported with float16 weights, the ch
 and a model card in its metadata.
 
     python scripts/finish_builtin_model.py --run RUN2 \
-        --out src/napari_segqc/models/nuclei.safetensors
+        --out src/napari_segqc/core/models/nuclei.safetensors
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from pathlib import Path
 
 import torch
 
-from napari_segqc.core.data import load_training_data, split_samples
-from napari_segqc.core.matching import match_objects
-from napari_segqc.core.predict import decode_labels, export_model, load_model, predict_probs_tiled
+from napari_segqc.core.instances.decoding import decode_labels
+from napari_segqc.core.predict.inference import predict_probs_tiled
+from napari_segqc.core.predict.loading import export_model, load_model
+from napari_segqc.core.qc.matching import match_objects
+from napari_segqc.core.train.data import load_training_data, split_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
 GRID = {
@@ -118,8 +120,8 @@ def main() -> None:
 
 def average_checkpoints(paths: list[Path], out: Path) -> Path:
     """Average the weights of checkpoints of one run (same config) into a file beside ``out``."""
-    from napari_segqc.core.checkpoint import load_weights, save_weights
-    from napari_segqc.core.predict import resolve_model_path
+    from napari_segqc.core.models.builtin import resolve_model_path
+    from napari_segqc.core.models.weights import load_weights, save_weights
 
     total, meta = None, None
     for path in paths:

@@ -14,7 +14,7 @@ How the shipped model was made (see the model card in the README):
 4. Again with ``--finetune RUN3 --out RUN4 --epochs 40 --lr 1.5e-4 --affine``: 40 more epochs
    from stage 3's best weights; the last epoch (``RUN4/last.safetensors``) is shipped.
 5. ``python scripts/finish_builtin_model.py --run RUN4/last.safetensors --out
-   src/napari_segqc/models/nuclei.safetensors`` (decoding tuned, float16 export, model card).
+   src/napari_segqc/core/models/nuclei.safetensors`` (decoding tuned, float16 export, model card).
 
     python scripts/train_builtin_model.py --stage1 RUN1 --out RUN2 [--epochs 95]
     python scripts/train_builtin_model.py --finetune RUN2 --out RUN3 --epochs 35 --lr 2e-4 --affine
@@ -31,14 +31,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from napari_segqc.core.augment import AugmentConfig
-from napari_segqc.core.checkpoint import load_weights, save_weights
-from napari_segqc.core.config import TrainConfig
-from napari_segqc.core.data import load_training_data
-from napari_segqc.core.models import ModelConfig
-from napari_segqc.core.optim import ScheduleConfig
-from napari_segqc.core.predict import resolve_model_path
-from napari_segqc.core.train import EpochReport, iter_train
+from napari_segqc.core.models.builtin import resolve_model_path
+from napari_segqc.core.models.registry import ModelConfig
+from napari_segqc.core.models.weights import load_weights, save_weights
+from napari_segqc.core.train.augment import AugmentConfig
+from napari_segqc.core.train.config import TrainConfig
+from napari_segqc.core.train.data import load_training_data
+from napari_segqc.core.train.loop import EpochReport, iter_train
+from napari_segqc.core.train.optim import ScheduleConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
 

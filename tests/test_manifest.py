@@ -62,9 +62,9 @@ def test_wheel_holds_the_manifest_sample_data_and_model(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         assert z.read("napari_segqc/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
         names = z.namelist()
-        model = ROOT / "src" / "napari_segqc" / "models" / "nuclei.safetensors"
-        assert z.read("napari_segqc/models/nuclei.safetensors") == model.read_bytes()
-        assert z.getinfo("napari_segqc/models/nuclei.safetensors").file_size <= 25_000_000
+        model = ROOT / "src" / "napari_segqc" / "core" / "models" / "nuclei.safetensors"
+        assert z.read("napari_segqc/core/models/nuclei.safetensors") == model.read_bytes()
+        assert z.getinfo("napari_segqc/core/models/nuclei.safetensors").file_size <= 25_000_000
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "napari-segqc = napari_segqc:napari.yaml" in entry_points
     assert "segqc = napari_segqc.cli:main" in entry_points

@@ -5,6 +5,11 @@ engine lives in :mod:`napari_segqc.core`, the command line in :mod:`napari_segqc
 dock widgets in :mod:`napari_segqc._widgets`.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("napari-segqc")  # one source: pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - running from a source tree not installed
+    __version__ = "0+unknown"
 
 __all__ = ["__version__"]

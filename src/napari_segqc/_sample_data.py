@@ -24,7 +24,7 @@ def load_sample(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _layers(name: str) -> list[tuple]:
-    from .core.baseline import classical_segmentation
+    from .core.predict.classical import classical_segmentation
 
     image, labels = load_sample(name)
     return [

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 from skimage.io import imread
 
-from napari_segqc._demo import screenshots_in_child
 from napari_segqc._sample_data import sample_names
+from napari_segqc.cli.demo import screenshots_in_child
 from napari_segqc.core.errors import SegQCError
 
 

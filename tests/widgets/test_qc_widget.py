@@ -13,8 +13,8 @@ from qtpy.QtCore import QTimer
 from conftest import degrade
 from napari_segqc._widgets.layers import METADATA_KEY, map_name
 from napari_segqc._widgets.qc_widget import QCWidget
-from napari_segqc.core.pixel import ERROR_CLASSES, ERROR_COLORS
-from napari_segqc.core.qc import qc_report
+from napari_segqc.core.qc.pixel import ERROR_CLASSES, ERROR_COLORS
+from napari_segqc.core.qc.run import qc_report
 
 MAP_TYPES = {"error": Labels, "object_iou": Image, "ssim": Image, "rse": Image}
 

@@ -8,10 +8,10 @@ import pytest
 from conftest import degrade
 from napari_segqc._widgets.segment_widget import FILE_CHOICE, TRAINED_PREFIX, SegmentWidget
 from napari_segqc._widgets.train_widget import TRAINED_MODELS
-from napari_segqc.core.config import TrainConfig
-from napari_segqc.core.data import load_training_data
-from napari_segqc.core.models import ModelConfig
-from napari_segqc.core.train import iter_train
+from napari_segqc.core.models.registry import ModelConfig
+from napari_segqc.core.train.config import TrainConfig
+from napari_segqc.core.train.data import load_training_data
+from napari_segqc.core.train.loop import iter_train
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_trained_models_are_offered(widget, model_path):
 
 def test_segmentation_can_be_checked_with_qc(qtbot, widget, sample_pair):
     from napari_segqc._widgets.qc_widget import QCWidget
-    from napari_segqc.core.qc import qc_report
+    from napari_segqc.core.qc.run import qc_report
 
     viewer = widget.viewer
     viewer.add_labels(sample_pair[1], name="img ground truth")

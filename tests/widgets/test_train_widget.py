@@ -8,8 +8,8 @@ import torch
 from qtpy.QtCore import QTimer
 
 from napari_segqc._widgets.train_widget import TRAINED_MODELS, TrainWidget
-from napari_segqc.core.checkpoint import load_weights
-from napari_segqc.core.train import StepReport
+from napari_segqc.core.models.weights import load_weights
+from napari_segqc.core.train.loop import StepReport
 
 
 @pytest.fixture

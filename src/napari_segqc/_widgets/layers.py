@@ -8,8 +8,8 @@ import numpy as np
 from napari.layers import Image, Labels, Layer
 from napari.utils.colormaps import Colormap, DirectLabelColormap
 
-from ..core.pixel import ERROR_CLASSES, ERROR_COLORS
-from ..core.qc import QCMaps
+from ..core.qc.pixel import ERROR_CLASSES, ERROR_COLORS
+from ..core.qc.run import QCMaps
 
 #: Marker in ``layer.metadata`` of the layers this plugin made (value: the map kind).
 METADATA_KEY = "segqc"

@@ -25,8 +25,8 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..core.errors import SegQCError
-from ..core.pixel import ERROR_CLASSES, ERROR_COLORS
-from ..core.qc import QCResult, check_pair, iter_qc, to_grayscale
+from ..core.qc.pixel import ERROR_CLASSES, ERROR_COLORS
+from ..core.qc.run import QCResult, check_pair, iter_qc, to_grayscale
 from .layers import METADATA_KEY, SEGMENT_METADATA_KEY, show_maps
 from .score_table import ScoreTable
 

@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.io import write_text
-from ..core.report import CSV_COLUMNS, rows_csv, score_rows
+from ..core.qc.report import CSV_COLUMNS, rows_csv, score_rows
 
 #: Column header and tooltip for each score key (the CSV uses the keys themselves).
 HEADERS: dict[str, tuple[str, str]] = {

@@ -27,7 +27,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.errors import SegQCError
-from ..core.predict import BUILTIN_MODELS, BUILTIN_TITLES
+from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
 from .layers import SEGMENT_METADATA_KEY
 from .train_widget import TRAINED_MODELS
 
@@ -42,8 +42,10 @@ LIVE_DECODE_PIXELS = 4_000_000
 def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, tta: bool):
     """Worker body: load the model, predict tile by tile (yielding (done, total)), decode with
     the model's settings."""
-    from ..core.predict import decode_labels, iter_predict_probs, load_model
-    from ..core.train import pick_device
+    from ..core.device import pick_device
+    from ..core.instances.decoding import decode_labels
+    from ..core.predict.inference import iter_predict_probs
+    from ..core.predict.loading import load_model
 
     device = pick_device(device_name)
     loaded = load_model(source, device)
@@ -232,7 +234,7 @@ class SegmentWidget(Container):
         (a change made meanwhile is decoded when it ends) so that napari stays responsive."""
         if self.probs is None or self._image_layer is None:
             return
-        from ..core.predict import decode_labels
+        from ..core.instances.decoding import decode_labels
 
         settings = {name: control.value for name, control in self.decoding_controls.items()}
         if self.probs[..., 0, :, :].size <= LIVE_DECODE_PIXELS:

@@ -29,12 +29,13 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from superqt import QCollapsible
 
-from ..core.config import PRECISIONS, TrainConfig
+from ..core.device import PRECISIONS
 from ..core.errors import SegQCError
-from ..core.losses import LOSSES
-from ..core.models import ARCHITECTURES, SUGGESTED_ENCODERS, ModelConfig
-from ..core.optim import OPTIMIZERS, SCHEDULES, ScheduleConfig
-from ..core.train import EpochReport, StepReport, iter_train
+from ..core.models.registry import ARCHITECTURES, SUGGESTED_ENCODERS, ModelConfig
+from ..core.train.config import TrainConfig
+from ..core.train.loop import EpochReport, StepReport, iter_train
+from ..core.train.losses import LOSSES
+from ..core.train.optim import OPTIMIZERS, SCHEDULES, ScheduleConfig
 from .curves import TrainingCurves
 
 #: Best models trained in this session, newest last (the Segment widget offers them).
@@ -177,7 +178,7 @@ class TrainWidget(Container):
 
     def _on_resume(self, resume: bool) -> None:
         """Resuming: show the run's planned epochs (more continue it, fewer shorten it)."""
-        from ..core.train import saved_run
+        from ..core.train.loop import saved_run
 
         if not resume:
             return
@@ -225,7 +226,7 @@ class TrainWidget(Container):
 
     def _loader(self):
         """A function that builds the samples (run in the worker); data read here."""
-        from ..core.data import load_training_data, samples_from_arrays
+        from ..core.train.data import load_training_data, samples_from_arrays
 
         if self.source.value == "Folder":
             folder = Path(self.folder.value)

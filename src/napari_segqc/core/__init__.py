@@ -1,5 +1,8 @@
 """The computing engine: numpy, scipy, scikit-image and torch only (no napari, no Qt).
 
-Submodules are imported on use so that ``import napari_segqc.core`` stays cheap; the public
-quality-control functions are gathered in :mod:`napari_segqc.core.metrics`.
+One folder per capability: :mod:`.qc` (quality control), :mod:`.train` (training),
+:mod:`.predict` (prediction), :mod:`.models` (networks and weights files) and :mod:`.instances`
+(labels to targets and maps back to labels); shared at the top: :mod:`.errors`, :mod:`.io` and
+:mod:`.device`. Submodules are imported on use, so that ``import napari_segqc.core`` stays
+cheap.
 """

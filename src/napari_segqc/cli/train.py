@@ -1,0 +1,169 @@
+"""``segqc train``: arguments and the epoch printout (the work is in ``core.train``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from dataclasses import replace
+
+from .common import add_device_options
+
+
+def add_parser(sub) -> None:
+    from ..core.models.registry import ARCHITECTURES
+    from ..core.train.losses import LOSSES
+    from ..core.train.optim import OPTIMIZERS, SCHEDULES
+
+    p = sub.add_parser(
+        "train",
+        help="train a U-Net on images and instance masks",
+        description="Train a segmentation model. --images DIR --masks DIR pairs files by name; "
+        "--images alone takes a folder with images/ + masks/ or the DSB 2018 layout.",
+    )
+    p.add_argument(
+        "--images",
+        required=True,
+        metavar="DIR",
+        help="image folder (with --masks), or a folder with images/ + masks/ or DSB 2018 layout",
+    )
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="instance-mask folder paired with --images by file name (default: none, see --images)",
+    )
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument(
+        "--epochs", type=int, help="epochs in all (default 50; with --resume: the run's own)"
+    )
+    p.add_argument("--arch", default="unet", choices=list(ARCHITECTURES), help="architecture")
+    p.add_argument(
+        "--encoder", default="resnet34", help="smp encoder name, or tu-<timm model> (no weights)"
+    )
+    p.add_argument(
+        "--encoder-depth", type=int, default=5, help="downsampling stages (3-5); fewer = smaller"
+    )
+    p.add_argument(
+        "--decoder-channels",
+        type=_widths,
+        metavar="W,W,...",
+        help="decoder widths, one per stage (default 256,128,64,32,16)",
+    )
+    p.add_argument(
+        "--target-mode",
+        default="instance",
+        choices=("instance", "binary"),
+        help="instance: foreground + boundary + distance (touching nuclei split); binary",
+    )
+    p.add_argument("--patch", type=int, default=256, help="patch side in pixels (multiple of 32)")
+    p.add_argument("--batch", type=int, default=8, help="patches per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--loss", default="bce_dice", choices=sorted(LOSSES), help="loss")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer")
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.15, help="share of the images held out to validate"
+    )
+    p.add_argument(
+        "--steps-per-epoch", type=int, default=0, help="0: about one pass over the pixels"
+    )
+    p.add_argument("--patience", type=int, default=10, help="early stopping; 0 = off")
+    p.add_argument("--seed", type=int, default=0, help="random seed (split, patches, weights)")
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from these weights (run folder, .safetensors or built-in name): fine-tuning "
+        "(default: random weights)",
+    )
+    add_device_options(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=run_train_command)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return widths
+
+
+def config_from_args(args: argparse.Namespace):
+    from ..core.models.registry import ModelConfig
+    from ..core.train.config import TrainConfig
+    from ..core.train.optim import ScheduleConfig
+
+    return TrainConfig(
+        model=ModelConfig(
+            arch=args.arch,
+            encoder=args.encoder,
+            encoder_depth=args.encoder_depth,
+            decoder_channels=args.decoder_channels,
+        ),
+        target_mode=args.target_mode,
+        loss=args.loss,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        schedule=replace(ScheduleConfig(), name=args.schedule),
+        epochs=_epochs(args),
+        steps_per_epoch=args.steps_per_epoch,
+        patch=args.patch,
+        batch=args.batch,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        patience=args.patience,
+        init=args.init,
+    )
+
+
+def _epochs(args: argparse.Namespace) -> int:
+    from ..core.train.loop import saved_run
+
+    if args.epochs is not None:
+        return args.epochs
+    return saved_run(args.out)[0].epochs if args.resume else 50
+
+
+def run_train_command(args: argparse.Namespace) -> int:
+    from ..core.train.data import load_folder, load_training_data
+    from ..core.train.loop import EpochReport, iter_train
+
+    samples = (
+        load_folder(args.images, args.masks) if args.masks else load_training_data(args.images)
+    )
+    print(f"training on {len(samples)} images, run folder {args.out}", flush=True)
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    try:
+        gen = iter_train(
+            config_from_args(args),
+            samples,
+            args.out,
+            resume=args.resume,
+            stop=lambda: bool(interrupted),
+        )
+        while True:
+            try:
+                report = next(gen)
+            except StopIteration as done:
+                best = done.value
+                break
+            if isinstance(report, EpochReport):
+                print(
+                    f"epoch {report.epoch + 1}/{report.epochs}: loss {report.train_loss:.4f} "
+                    f"val loss {report.val_loss:.4f} IoU {report.val_iou:.3f} "
+                    f"F1 {report.val_f1:.3f} lr {report.lr:.2e} {report.seconds:.1f}s "
+                    f"{report.images_per_s:.1f} img/s{' *' if report.best else ''}",
+                    flush=True,
+                )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        print("stopped: the last finished step is saved in last.safetensors", flush=True)
+    print(f"best model: {best}")
+    return 0

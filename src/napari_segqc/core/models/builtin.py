@@ -1,0 +1,38 @@
+"""Built-in models shipped in the package, and where a model source points to.
+
+A model source is a built-in name (``"nuclei"``), a run folder (its ``best.safetensors``, else
+``last.safetensors``) or a ``.safetensors`` file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import SegQCError
+
+#: Built-in models: name -> weights file inside the package.
+BUILTIN_MODELS = {"nuclei": Path(__file__).resolve().parent / "nuclei.safetensors"}
+#: How the built-in models are shown in the GUI.
+BUILTIN_TITLES = {"nuclei": "nuclei (DSB 2018)"}
+
+
+def resolve_model_path(source: str | os.PathLike) -> Path:
+    """The weights file of a built-in name, a run folder or a file path."""
+    if str(source) in BUILTIN_MODELS:
+        path = BUILTIN_MODELS[str(source)]
+        if not path.is_file():
+            raise SegQCError(
+                f"the built-in model {str(source)!r} is not bundled with this version yet: "
+                "pass a run folder or a .safetensors file written by `segqc train`"
+            )
+        return path
+    path = Path(source)
+    if path.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (path / name).is_file():
+                return path / name
+        raise SegQCError(f"{path}: no best.safetensors or last.safetensors in this run folder")
+    if not path.exists():
+        raise SegQCError(f"model {path}: no such file or run folder")
+    return path

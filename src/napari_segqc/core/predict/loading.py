@@ -1,0 +1,82 @@
+"""Loading a trained model for inference, and exporting one for shipping.
+
+:func:`load_model` takes a built-in name, a run folder or a ``.safetensors`` file written by the
+trainer (see :func:`napari_segqc.core.models.builtin.resolve_model_path`); the file's own config
+rebuilds the network and its pre- and post-processing. Files are checked before reading:
+pickles and foreign files are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import SegQCError
+from ..models.builtin import resolve_model_path
+from ..models.registry import ModelConfig, build_model
+from ..models.weights import load_weights, save_weights
+from ..train.config import TrainConfig
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with the training config it came from."""
+
+    model: object
+    config: TrainConfig
+    path: Path
+
+
+def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
+    """Load a trained model (weights + config) onto ``device`` (CPU by default), in eval mode."""
+    import torch
+
+    path = resolve_model_path(source)
+    weights, meta = load_weights(path)
+    if "config" not in meta:
+        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
+    config = TrainConfig.from_dict(meta["config"])
+    model = build_model(ModelConfig.from_dict(config.model.to_dict()))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise SegQCError(f"{path}: weights do not fit the model in its config ({first})") from None
+    device = device or torch.device("cpu")
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return LoadedModel(model=model, config=config, path=path)
+
+
+def export_model(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    half: bool = True,
+    decoding: dict | None = None,
+    card: dict | None = None,
+) -> Path:
+    """Write a model for shipping: weights (as float16 when ``half``; loading casts them back
+    to float32), its config with ``decoding`` settings (threshold, min_size, seed_threshold,
+    split_height, min_object_prob) replaced, and a JSON-able ``card`` (data, training, scores)
+    in the metadata."""
+    import torch
+
+    path = resolve_model_path(source)
+    weights, meta = load_weights(path)
+    if "config" not in meta:
+        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
+    config = TrainConfig.from_dict(meta["config"])
+    if decoding:
+        config = replace(config, **decoding)
+        config.check()
+    if half:
+        weights = {
+            k: v.half() if v.is_floating_point() and v.dtype == torch.float32 else v
+            for k, v in weights.items()
+        }
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
+        if bad:
+            raise SegQCError(f"weights overflow float16: {bad[:3]}; export with half=False")
+    meta = {**meta, "config": config.to_dict(), "card": card or {}}
+    return save_weights(dest, weights, meta)

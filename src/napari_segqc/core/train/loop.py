@@ -1,0 +1,317 @@
+"""The training loop: a generator that yields progress and writes a run folder safely.
+
+``iter_train`` is driven the same way by the CLI and the napari widget: it yields a
+:class:`StepReport` every few steps and an :class:`EpochReport` after every epoch, and polls a
+``stop`` callable between steps. Stopping finishes the current step and leaves a loadable
+``last.safetensors``.
+
+Run folder::
+
+    config.json           TrainConfig (model, targets, decoding, everything to rebuild it)
+    history.csv           epoch, train_loss, val_loss, val_iou, val_f1, lr, seconds, images_per_s
+    best.safetensors      weights with the best validation metric (val_f1; val_iou in binary mode)
+    last.safetensors      weights after the last finished step
+    state.safetensors     optimizer, schedule, early stopping and epoch counters (for --resume)
+    epoch_NNN.safetensors every ``checkpoint_every`` epochs
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..device import autocast_dtype, pick_device
+from ..errors import SegQCError
+from ..instances.targets import TARGET_CHANNELS, make_targets
+from ..io import write_text
+from ..models.builtin import resolve_model_path
+from ..models.weights import load_state, load_weights, save_state, save_weights
+from .config import TrainConfig
+from .data import PatchSampler, Sample, check_samples, split_samples
+from .validation import validate
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_iou",
+    "val_f1",
+    "lr",
+    "seconds",
+    "images_per_s",
+)
+STEP_REPORT_EVERY = 5
+
+
+@dataclass(frozen=True)
+class StepReport:
+    epoch: int
+    step: int
+    steps: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    val_iou: float
+    val_f1: float
+    lr: float
+    seconds: float
+    images_per_s: float
+    best: bool
+    stopped: bool = False
+
+
+class _Run:
+    """The run folder's files; every write is atomic."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def save_weights(self, name: str, model, config: TrainConfig, epoch: int) -> None:
+        meta = {"config": config.to_dict(), "epoch": epoch}
+        save_weights(self.out / name, model.state_dict(), meta)
+
+    def write_history(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.out / "history.csv", buf.getvalue())
+
+    def read_history(self) -> list[dict]:
+        path = self.out / "history.csv"
+        if not path.is_file():
+            return []
+        with open(path, newline="") as f:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        for row in rows:
+            row["epoch"] = int(row["epoch"])
+        return rows
+
+
+def iter_train(
+    config: TrainConfig,
+    samples: list[Sample],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> Generator[StepReport | EpochReport, None, Path]:
+    """Train on ``samples``, writing the run folder ``out_dir``; return the best weights' path.
+
+    With ``resume=True`` the run folder's ``config.json``, weights, optimizer, schedule, epoch
+    counter and history are taken up where they stopped; only ``config.epochs`` is taken from
+    ``config``: the new total, more than the epochs done (fewer than planned shortens the
+    schedule from where it is; see :func:`saved_run`).
+    """
+    import torch
+
+    from ..models.registry import build_model
+    from .losses import make_loss
+    from .optim import EarlyStopping, make_optimizer, make_scheduler, step_scheduler
+
+    out = Path(out_dir)
+    run = _Run(out)
+    if resume:
+        config = _resumed_config(out, config)
+    n_channels = check_samples(samples)
+    config = replace(
+        config,
+        model=replace(
+            config.model, in_channels=n_channels, classes=len(TARGET_CHANNELS[config.target_mode])
+        ),
+    )
+    config.check()
+    train_set, val_set = split_samples(samples, config.val_fraction, config.seed)
+    if not resume and (out / "state.safetensors").exists():
+        raise SegQCError(f"{out} already holds a run: resume it, or pick another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.json", config.to_json())
+
+    device = pick_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device, memory_format=memory_format)
+    optimizer = make_optimizer(
+        config.optimizer, model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = make_scheduler(optimizer, config.schedule, epochs=config.epochs)
+    early = EarlyStopping(config.patience)
+    loss_fn = make_loss(config.loss)
+    history, start_epoch = [], 0
+    if resume:
+        start_epoch = _restore(out, model, optimizer, scheduler, early)
+        history = [r for r in run.read_history() if r["epoch"] < start_epoch]
+    elif config.init:
+        warm_start(model, config.init)
+
+    targets = [make_targets(s.labels, config.target_mode) for s in train_set]
+    val_targets = [make_targets(s.labels, config.target_mode) for s in val_set]
+    steps = config.steps_per_epoch or _auto_steps(train_set, config)
+    metric_key = "val_iou" if config.target_mode == "binary" else "val_f1"
+
+    for epoch in range(start_epoch, config.epochs):
+        sampler = PatchSampler(train_set, targets, config.patch, seed=config.seed * 100_003 + epoch)
+        gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
+        gen.manual_seed(config.seed * 100_003 + epoch)
+        model.train()
+        total = torch.zeros((), device=device)
+        t0 = time.perf_counter()
+        stopped, done = False, 0
+        for step in range(steps):
+            if stop is not None and stop():
+                stopped = True
+                break
+            loss = _train_step(
+                model, optimizer, loss_fn, sampler, gen, config, device, dtype, memory_format
+            )
+            total += loss.detach()
+            done += 1
+            if (step + 1) % STEP_REPORT_EVERY == 0 or step + 1 == steps:
+                yield StepReport(epoch, step + 1, steps, float(total) / done)
+        seconds = time.perf_counter() - t0
+        if done == 0:  # stopped before any step of this epoch: nothing new to save
+            run.save_weights("last.safetensors", model, config, epoch - 1)
+            break
+        val = validate(model, val_set, val_targets, loss_fn, config, device, dtype)
+        lr = optimizer.param_groups[0]["lr"]
+        row = {
+            "epoch": epoch,
+            "train_loss": float(total) / done,
+            **val,
+            "lr": lr,
+            "seconds": seconds,
+            "images_per_s": done * config.batch / seconds,
+        }
+        history.append(row)
+        metric = val[metric_key]
+        best = not any(r[metric_key] >= metric for r in history[:-1])
+        validated = not math.isnan(metric)  # without a validation set nothing is compared
+        step_scheduler(scheduler, metric if validated else None)
+        should_stop = early.update(metric) if validated else False
+        run.save_weights("last.safetensors", model, config, epoch)
+        if best:
+            run.save_weights("best.safetensors", model, config, epoch)
+        if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
+            run.save_weights(f"epoch_{epoch + 1:03d}.safetensors", model, config, epoch)
+        sched_state = scheduler.state_dict()
+        sched_state.pop("lr_lambdas", None)  # rebuilt from the config on resume
+        save_state(
+            out / "state.safetensors",
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": sched_state,
+                "early": early.state_dict(),
+                "epoch": epoch + 1,
+            },
+        )
+        run.write_history(history)
+        yield EpochReport(
+            epoch=epoch,
+            epochs=config.epochs,
+            **val,
+            train_loss=row["train_loss"],
+            lr=lr,
+            seconds=seconds,
+            images_per_s=row["images_per_s"],
+            best=best,
+            stopped=stopped or should_stop,
+        )
+        if stopped or should_stop:
+            break
+    return out / ("best.safetensors" if (out / "best.safetensors").exists() else "last.safetensors")
+
+
+def warm_start(model, source: str | Path) -> tuple[int, int]:
+    """Copy the weights of ``source`` whose names and shapes fit ``model``; return (copied, total).
+
+    For fine-tuning a trained model (also with another number of output classes, or a smaller
+    decoder); raises a :class:`SegQCError` when nothing fits, e.g. another encoder.
+    """
+    import torch
+
+    path = resolve_model_path(source)
+    weights, _ = load_weights(path)
+    own = model.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise SegQCError(f"{path}: none of its weights fit this model (another architecture?)")
+    with torch.no_grad():
+        for k, v in fitting.items():
+            own[k].copy_(v)
+    return len(fitting), len(own)
+
+
+def _auto_steps(train_set: list[Sample], config: TrainConfig) -> int:
+    pixels = sum(s.labels.size for s in train_set)
+    return int(min(200, max(4, math.ceil(pixels / (config.patch**2 * config.batch)))))
+
+
+def _train_step(model, optimizer, loss_fn, sampler, gen, config, device, dtype, memory_format):
+    import torch
+
+    from .augment import augment_batch
+
+    images, targets = sampler.sample(config.batch)
+    x = torch.from_numpy(images).to(device, non_blocking=True)
+    y = torch.from_numpy(targets).to(device, non_blocking=True)
+    x, y = augment_batch(x, y, config.augment, generator=gen)
+    x = x.contiguous(memory_format=memory_format)
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(x)
+    loss = loss_fn(logits.float(), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def saved_run(out_dir: str | Path) -> tuple[TrainConfig, int]:
+    """The config of the run in ``out_dir`` and how many epochs it has done (for resuming)."""
+    import json
+
+    out = Path(out_dir)
+    path = out / "config.json"
+    if not (path.is_file() and (out / "state.safetensors").is_file()):
+        raise SegQCError(f"{out} holds no run to resume (config.json and state.safetensors)")
+    saved = TrainConfig.from_dict(json.loads(path.read_text()))
+    return saved, int(load_state(out / "state.safetensors", tensors=False)["epoch"])
+
+
+def _resumed_config(out: Path, config: TrainConfig) -> TrainConfig:
+    saved, done = saved_run(out)
+    if config.epochs <= done:
+        raise SegQCError(
+            f"{out}: {done} epochs are done already; resume with more epochs in all "
+            f"(the run planned {saved.epochs})"
+        )
+    return replace(saved, epochs=config.epochs)
+
+
+def _restore(out: Path, model, optimizer, scheduler, early) -> int:
+    state = load_state(out / "state.safetensors")
+    weights, _ = load_weights(out / "last.safetensors")
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(state["optimizer"])
+    sched = dict(state["scheduler"])
+    if hasattr(scheduler, "lr_lambdas"):
+        sched["lr_lambdas"] = [None] * len(scheduler.lr_lambdas)
+    scheduler.load_state_dict(sched)
+    if hasattr(scheduler, "lr_lambdas"):  # the schedule may be longer now: take its rate
+        for group, base, factor in zip(
+            optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base * factor(scheduler.last_epoch)
+    early.load_state_dict(state["early"])
+    return int(state["epoch"])
