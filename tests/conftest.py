@@ -57,9 +57,8 @@ def shared_data() -> Path:
 @pytest.fixture
 def errors(monkeypatch):
     """Messages the dock widgets sent to napari's show_error (in the order shown)."""
-    from napari_segqc._widgets import qc_widget, segment_widget, train_widget
+    from napari_segqc._widgets import base
 
     shown: list[str] = []
-    for module in (qc_widget, segment_widget, train_widget):
-        monkeypatch.setattr(module, "show_error", shown.append)
+    monkeypatch.setattr(base, "show_error", shown.append)
     return shown

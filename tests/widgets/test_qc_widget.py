@@ -149,9 +149,9 @@ def test_pickers_list_only_images_and_labels(viewer_widget):
     viewer, widget = viewer_widget
     viewer.add_points(np.zeros((2, 2)), name="points")
     viewer.add_image(np.zeros((256, 256)), name="prob")
-    names = [c for c, _ in widget._layer_choices()]
-    assert "prob" in names and "points" not in names
-    assert "prob" in [w.name for w in widget.pred_combo.choices]
+    for combo in (widget.pred_combo, widget.gt_combo):
+        names = [layer.name for layer in combo.choices]
+        assert "prob" in names and "points" not in names
 
 
 def test_pickers_follow_renames_and_pick_defaults(make_napari_viewer, sample_pair):

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import degrade
 from napari_segqc._widgets.segment_widget import FILE_CHOICE, TRAINED_PREFIX, SegmentWidget
-from napari_segqc._widgets.train_widget import TRAINED_MODELS
+from napari_segqc._widgets.session import TRAINED_MODELS
 from napari_segqc.core.models.registry import ModelConfig
 from napari_segqc.core.train.config import TrainConfig
 from napari_segqc.core.train.data import load_training_data

@@ -7,7 +7,8 @@ import pytest
 import torch
 from qtpy.QtCore import QTimer
 
-from napari_segqc._widgets.train_widget import TRAINED_MODELS, TrainWidget
+from napari_segqc._widgets.session import TRAINED_MODELS
+from napari_segqc._widgets.train_widget import TrainWidget
 from napari_segqc.core.models.weights import load_weights
 from napari_segqc.core.train.loop import StepReport
 

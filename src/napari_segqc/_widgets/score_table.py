@@ -30,6 +30,8 @@ HEADERS: dict[str, tuple[str, str]] = {
     "tp": ("TP", "Matched objects at τ"),
     "fp": ("FP", "Predicted objects without a match (false positives)"),
     "fn": ("FN", "Ground-truth objects without a match (missed)"),
+    "merges": ("Merges", "Predicted objects covering a good part of two or more true objects"),
+    "splits": ("Splits", "True objects covered for a good part by two or more predicted objects"),
     "pixel_iou": ("Px IoU", "Pixel IoU (Jaccard) of the foregrounds"),
     "pixel_dice": ("Px Dice", "Pixel Dice of the foregrounds"),
     "dsb_score": ("DSB", "Mean object accuracy over τ = 0.50:0.05:0.95 (DSB 2018 score)"),

@@ -1,8 +1,8 @@
 """The "Segment" dock widget: run a trained model on an image layer, tune the decoding live.
 
-The network runs once, in a worker (progress, Cancel); the decoding controls (threshold,
-minimum size, split height, minimum object probability) then only re-run
-:func:`napari_segqc.core.predict.decode_labels` on the kept maps.
+The network runs once, in the dock's worker (:class:`.base.DockWidget`: progress, Cancel, status
+line); the decoding controls (threshold, minimum size, split height, minimum object probability)
+then only re-run :func:`napari_segqc.core.instances.decoding.decode_labels` on the kept maps.
 """
 
 from __future__ import annotations
@@ -11,25 +11,15 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSlider,
-    Label,
-    ProgressBar,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, SpinBox
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.errors import SegQCError
 from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
+from .base import DockWidget
 from .layers import SEGMENT_METADATA_KEY
-from .train_widget import TRAINED_MODELS
+from .session import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
 TRAINED_PREFIX = "trained: "
@@ -59,19 +49,21 @@ def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, 
     return loaded.config, probs, decode_labels(probs, loaded.config)
 
 
-class SegmentWidget(Container):
+class SegmentWidget(DockWidget):
     """Segment an Image layer into a Labels layer with a trained or built-in model."""
 
+    task = "segmentation"
+    busy_text = "segmenting..."
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self._worker = None
+        super().__init__(napari_viewer, stop_text="Cancel")
+        self.cancel_button = self.stop_button
         self._decode_worker = None
         self._decode_pending = False
         self.probs: np.ndarray | None = None
         self.model_config = None
         self._image_layer: Image | None = None
-        self.image_combo = ComboBox(label="Image", choices=self._image_choices)
+        self.image_combo = self.layer_picker("Image", Image)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
         self.model_path = FileEdit(
             label="Model file", mode="r", visible=False, filter="*.safetensors"
@@ -109,15 +101,8 @@ class SegmentWidget(Container):
         }
         self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
-        self.run_button = PushButton(text="Run")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(label="Progress", value=0, max=1, visible=False)
-        self.status = Label(value="")
-        buttons = Container(
-            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
-        )
-        self.extend(
-            [
+        form = Container(
+            widgets=[
                 self.image_combo,
                 self.model_combo,
                 self.model_path,
@@ -125,37 +110,25 @@ class SegmentWidget(Container):
                 self.tile,
                 self.overlap,
                 self.tta,
-                buttons,
-                self.progress,
+                self.run_panel,
                 self.threshold,
                 self.min_size,
                 self.split_height,
                 self.min_object_prob,
                 self.show_probs,
-                self.status,
-            ]
+            ],
+            labels=True,
         )
-        self._connect()
-
-    def _image_choices(self, _w=None):
-        return [(ly.name, ly) for ly in self.viewer.layers if isinstance(ly, Image)]
+        self.add(form)
+        self.model_combo.changed.connect(self._on_model_choice)
+        for control in self.decoding_controls.values():
+            control.changed.connect(self.redecode)
+        self._on_model_choice(self.model_combo.value)
 
     def _model_choices(self, _w=None):
         names = [BUILTIN_TITLES.get(n, n) for n, p in BUILTIN_MODELS.items() if p.is_file()]
         names += [f"{TRAINED_PREFIX}{p}" for p in reversed(TRAINED_MODELS)]
         return [*names, FILE_CHOICE]
-
-    def _connect(self) -> None:
-        """Connect every signal to its handler (tests call the handlers directly)."""
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.model_combo.changed.connect(self._on_model_choice)
-        for control in self.decoding_controls.values():
-            control.changed.connect(self.redecode)
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
-            event.connect(lambda _e: self.reset_choices())
-        self._on_model_choice(self.model_combo.value)
 
     def _on_model_choice(self, value) -> None:
         self.model_path.visible = value == FILE_CHOICE
@@ -171,22 +144,15 @@ class SegmentWidget(Container):
             return value[len(TRAINED_PREFIX) :]
         return BUILTIN_NAMES.get(value, value)
 
-    def run(self) -> None:
+    def prepare(self):
         image = self.image_combo.value
-        try:
-            if image is None:
-                raise SegQCError("open or pick an image layer to segment")
-            if image.multiscale:
-                raise SegQCError(f"{image.name!r}: multiscale images are not supported yet")
-            source = self.model_source()
-        except SegQCError as exc:
-            show_error(str(exc))
-            return
+        if image is None:
+            raise SegQCError("open or pick an image layer to segment")
+        if image.multiscale:
+            raise SegQCError(f"{image.name!r}: multiscale images are not supported yet")
+        source = self.model_source()
         self._image_layer = image
-        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
-        self.status.value = "segmenting..."
-        self._set_running(True)
-        self._worker = create_worker(
+        return partial(
             _segment_job,
             source,
             image.data,
@@ -194,28 +160,18 @@ class SegmentWidget(Container):
             int(self.tile.value),
             int(self.overlap.value),
             bool(self.tta.value),
-            _progress={"desc": "SegQC segmentation"},
-            _connect={
-                "yielded": self._on_progress,
-                "returned": self._on_result,
-                "errored": self._on_error,
-                "warned": lambda w: show_warning(f"SegQC: {w.message}"),
-                "finished": lambda: self._set_running(False),
-            },
-            _start_thread=False,
         )
-        self._worker.start()
 
     def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.quit()
-            self.status.value = "cancelled"
+        self.stop()
 
-    def _on_progress(self, done_total) -> None:
-        self.progress.max = done_total[1]
-        self.progress.value = done_total[0]
+    def on_aborted(self) -> None:
+        self.set_status("cancelled")
 
-    def _on_result(self, result) -> None:
+    def on_yielded(self, done_total) -> None:
+        self.set_progress(*done_total)
+
+    def on_returned(self, result) -> None:
         self.model_config, self.probs, labels = result
         # the controls take the model's own decoding settings, which made these labels
         for name, control in self.decoding_controls.items():
@@ -226,7 +182,7 @@ class SegmentWidget(Container):
         if self.show_probs.value:
             foreground = self.probs[..., 0, :, :]
             self._put_layer(f"{self._image_layer.name} probability", foreground, "image")
-        show_info(f"SegQC: {self._image_layer.name}: {int(labels.max())} objects")
+        self.show_info(f"SegQC: {self._image_layer.name}: {int(labels.max())} objects")
 
     def redecode(self, _value=None) -> None:
         """Decode the kept maps with the current settings of the decoding controls (no
@@ -243,7 +199,7 @@ class SegmentWidget(Container):
         if self._decode_worker is not None:
             self._decode_pending = True
             return
-        self.status.value = "decoding..."
+        self.set_status("decoding...")
         self._decode_worker = create_worker(
             decode_labels,
             self.probs,
@@ -251,7 +207,7 @@ class SegmentWidget(Container):
             **settings,
             _connect={
                 "returned": partial(self._on_decoded, self.probs),
-                "errored": self._on_error,
+                "errored": self.on_errored,
                 "finished": self._on_decode_finished,
             },
             _start_thread=False,
@@ -270,7 +226,7 @@ class SegmentWidget(Container):
 
     def _show_labels(self, labels: np.ndarray) -> None:
         self.labels_layer = self._put_layer(f"{self._image_layer.name} labels", labels, "labels")
-        self.status.value = f"{int(labels.max())} objects"
+        self.set_status(f"{int(labels.max())} objects")
 
     def _put_layer(self, name: str, data: np.ndarray, kind: str):
         src = self._image_layer
@@ -294,13 +250,3 @@ class SegmentWidget(Container):
             metadata={SEGMENT_METADATA_KEY: True},
             **options,
         )
-
-    def _on_error(self, exc: Exception) -> None:
-        self.status.value = f"failed: {exc}"
-        show_error(f"SegQC segmentation failed: {exc}")
-
-    def _set_running(self, running: bool) -> None:
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-        if not running:
-            self.progress.visible = False

@@ -1,13 +1,16 @@
 """The "Train U-Net" dock widget: pick training pairs or a folder, settings, Start/Stop, curves.
 
-The work is :func:`napari_segqc.core.train.iter_train`, run in a worker thread; the widget only
-gathers inputs, shows progress and live curves, and remembers the best model it produced.
+The work is :func:`napari_segqc.core.train.loop.iter_train`, run in the dock's worker
+(:class:`.base.DockWidget`); the widget only gathers inputs, shows progress and live curves, and
+remembers the best model it produced. Stop is cooperative: training ends after the current step
+and saves last.safetensors.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +22,11 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
-    ProgressBar,
     PushButton,
     RadioButtons,
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
 from superqt import QCollapsible
 
 from ..core.device import PRECISIONS
@@ -36,10 +36,11 @@ from ..core.train.config import TrainConfig
 from ..core.train.loop import EpochReport, StepReport, iter_train
 from ..core.train.losses import LOSSES
 from ..core.train.optim import OPTIMIZERS, SCHEDULES, ScheduleConfig
+from .base import DockWidget, wrapping
 from .curves import TrainingCurves
+from .session import TRAINED_MODELS
 
-#: Best models trained in this session, newest last (the Segment widget offers them).
-TRAINED_MODELS: list[Path] = []
+NO_PAIRS = "no pairs yet: pick an image and its labels, Add pair"
 
 
 def _new_run_dir() -> Path:
@@ -52,13 +53,15 @@ def _train_job(load, config: TrainConfig, out: Path, resume: bool, stop):
     return (yield from iter_train(config, samples, out, resume=resume, stop=stop))
 
 
-class TrainWidget(Container):
+class TrainWidget(DockWidget):
     """Train a U-Net from (image, labels) layer pairs or a folder, with live curves."""
 
+    task = "training"
+    busy_text = "loading data..."
+
     def __init__(self, napari_viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self._worker = None
+        super().__init__(napari_viewer, run_text="Start")
+        self.start_button = self.run_button
         self._stop = threading.Event()
         self._pairs: list[tuple[Image, Labels]] = []
         self.history: list[dict[str, Any]] = []
@@ -70,11 +73,11 @@ class TrainWidget(Container):
             value="Layers",
             orientation="horizontal",
         )
-        self.image_combo = ComboBox(label="Image", choices=self._choices(Image))
-        self.labels_combo = ComboBox(label="Labels", choices=self._choices(Labels))
+        self.image_combo = self.layer_picker("Image", Image, exact=True)
+        self.labels_combo = self.layer_picker("Labels", Labels, exact=True)
         self.add_pair_button = PushButton(text="Add pair")
         self.clear_pairs_button = PushButton(text="Clear pairs")
-        self.pairs_label = Label(value="no pairs yet: pick an image and its labels, Add pair")
+        self.pairs_label = wrapping(Label(value=NO_PAIRS))
         self.folder = FileEdit(
             label="Folder",
             mode="d",
@@ -113,10 +116,6 @@ class TrainWidget(Container):
             SpinBox(name="seed", label="Seed", value=0, min=0, max=2**31 - 1),
         ]
         self.advanced = Container(widgets=advanced, labels=True)
-        self.start_button = PushButton(text="Start")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(label="Progress", value=0, max=1)
-        self.status = Label(value="")
         self.curves = TrainingCurves(getattr(napari_viewer, "theme", "dark"))
 
         pair_buttons = Container(
@@ -124,11 +123,8 @@ class TrainWidget(Container):
             layout="horizontal",
             labels=False,
         )
-        run_buttons = Container(
-            widgets=[self.start_button, self.stop_button], layout="horizontal", labels=False
-        )
-        self.extend(
-            [
+        form = Container(
+            widgets=[
                 self.source,
                 self.image_combo,
                 self.labels_combo,
@@ -144,41 +140,21 @@ class TrainWidget(Container):
                 self.lr,
                 self.out_dir,
                 self.resume,
-            ]
+            ],
+            labels=True,
         )
         collapsible = QCollapsible("Advanced settings")
         collapsible.addWidget(self.advanced.native)
-        for native in (
-            collapsible,
-            run_buttons.native,
-            self.progress.native,
-            self.status.native,
-            self.curves,
-        ):
-            self.native.layout().addWidget(native)
-        self.status.native.setWordWrap(True)
-        self.native.setMinimumWidth(380)
-        self._connect()
-
-    def _choices(self, kind):
-        return lambda _w=None: [(ly.name, ly) for ly in self.viewer.layers if type(ly) is kind]
-
-    def _connect(self) -> None:
-        """Connect every signal to its handler (tests call the handlers directly)."""
+        self.add(form, collapsible, self.run_panel, self.curves)
         self.source.changed.connect(self._on_source)
         self.add_pair_button.changed.connect(self.add_pair)
         self.clear_pairs_button.changed.connect(self.clear_pairs)
-        self.start_button.changed.connect(self.start)
-        self.stop_button.changed.connect(self.stop)
         self.resume.changed.connect(self._on_resume)
         self.out_dir.changed.connect(lambda _v: self._on_resume(self.resume.value))
-        events = self.viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
-            event.connect(lambda _e: self.reset_choices())
 
     def _on_resume(self, resume: bool) -> None:
         """Resuming: show the run's planned epochs (more continue it, fewer shorten it)."""
-        from ..core.train.loop import saved_run
+        from ..core.train.run_folder import saved_run
 
         if not resume:
             return
@@ -187,7 +163,7 @@ class TrainWidget(Container):
         except SegQCError:
             return  # no run there (yet): Start says so
         self.epochs.value = saved.epochs
-        self.status.value = f"resume: {done} of {saved.epochs} epochs done"
+        self.set_status(f"resume: {done} of {saved.epochs} epochs done")
 
     def _on_source(self, value: str) -> None:
         layers = value == "Layers"
@@ -205,11 +181,11 @@ class TrainWidget(Container):
     def add_pair(self) -> None:
         image, labels = self.image_combo.value, self.labels_combo.value
         if image is None or labels is None:
-            show_error("pick an Image layer and a Labels layer to add as a training pair")
+            self.show_error("pick an Image layer and a Labels layer to add as a training pair")
             return
         rgb_shape = image.data.shape[:-1] if image.rgb else image.data.shape
         if tuple(rgb_shape) != tuple(labels.data.shape):
-            show_error(
+            self.show_error(
                 f"{image.name!r} has shape {tuple(image.data.shape)} but {labels.name!r} "
                 f"has shape {tuple(labels.data.shape)}: a pair needs the same size"
             )
@@ -222,7 +198,7 @@ class TrainWidget(Container):
 
     def clear_pairs(self) -> None:
         self._pairs = []
-        self.pairs_label.value = "no pairs yet: pick an image and its labels, Add pair"
+        self.pairs_label.value = NO_PAIRS
 
     def _loader(self):
         """A function that builds the samples (run in the worker); data read here."""
@@ -266,48 +242,29 @@ class TrainWidget(Container):
         )
 
     # --- run ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        try:
-            load = self._loader()
-            config = self.config()
-            config.check()
-        except SegQCError as exc:
-            show_error(str(exc))
-            return
+    def prepare(self):
+        load = self._loader()
+        config = self.config()
+        config.check()
         self._stop.clear()
         self.history = []
         self.curves.clear()
-        self.progress.value, self.progress.max = 0, 1
-        self.status.value = "loading data..."
-        self._set_running(True)
-        self._worker = create_worker(
-            _train_job,
-            load,
-            config,
-            Path(self.out_dir.value),
-            bool(self.resume.value),
-            self._stop.is_set,
-            _progress={"desc": "SegQC training"},
-            _connect={
-                "yielded": self._on_report,
-                "returned": self._on_done,
-                "errored": self._on_error,
-                "finished": lambda: self._set_running(False),
-            },
-            _start_thread=False,
-        )
-        self._worker.start()
+        out, resume = Path(self.out_dir.value), bool(self.resume.value)
+        return partial(_train_job, load, config, out, resume, self._stop.is_set)
+
+    def start(self) -> None:
+        self.run()
 
     def stop(self) -> None:
         """Ask training to stop after the current step (it saves last.safetensors)."""
-        self._stop.set()
-        self.status.value = "stopping after the current step..."
+        if self.running:
+            self._stop.set()
+            self.set_status("stopping after the current step...")
 
-    def _on_report(self, report) -> None:
+    def on_yielded(self, report) -> None:
         if isinstance(report, StepReport):
-            self.progress.max = report.steps
-            self.progress.value = report.step
-            self.status.value = (
+            self.set_progress(report.step, report.steps)
+            self.set_status(
                 f"epoch {report.epoch + 1}: step {report.step}/{report.steps}, "
                 f"loss {report.loss:.4f}"
             )
@@ -319,23 +276,17 @@ class TrainWidget(Container):
                 }
             )
             self.curves.show_history(self.history)
-            self.status.value = (
+            self.set_status(
                 f"epoch {report.epoch + 1}/{report.epochs}: val F1 {report.val_f1:.3f}, "
                 f"IoU {report.val_iou:.3f}, {report.images_per_s:.1f} patches/s"
             )
 
-    def _on_done(self, best: Path) -> None:
+    def on_returned(self, best: Path) -> None:
         self.last_model = Path(best)
         TRAINED_MODELS.append(self.last_model)
-        self.status.value = f"done: best model {self.last_model}"
-        show_info(f"SegQC: training finished; best model {self.last_model}")
+        self.show_info(
+            f"SegQC: training finished; best model {self.last_model}",
+            status=f"done: best model {self.last_model}",
+        )
         if not self.resume.value:
             self.out_dir.value = _new_run_dir()
-
-    def _on_error(self, exc: Exception) -> None:
-        self.status.value = f"failed: {exc}"
-        show_error(f"SegQC training failed: {exc}")
-
-    def _set_running(self, running: bool) -> None:
-        self.start_button.enabled = not running
-        self.stop_button.enabled = running
