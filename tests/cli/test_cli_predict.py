@@ -100,5 +100,57 @@ def test_builtin_model_on_a_time_lapse_with_tta(sample_dir, tmp_path, capsys):
     first = match_objects(gt, labels[0].astype(np.int32))["0.50"]
     flipped = match_objects(gt, labels[1][::-1].astype(np.int32))["0.50"]
     assert first["accuracy"] > 0.6  # a training image of the model: a check that it works
-    # frame 2 is frame 1 upside down: with flip TTA the same nuclei come out (ids restart)
+    # frame 2 is frame 1 upside down: with flip TTA the same nuclei come out
     assert abs(first["tp"] - flipped["tp"]) <= 1
+    # ids are unique across frames: frame 2 continues where frame 1 ends
+    ids = [set(np.unique(frame)) - {0} for frame in labels]
+    assert not ids[0] & ids[1] and min(ids[1]) == max(ids[0]) + 1
+    assert f"{labels.max()} objects" in capsys.readouterr().out
+
+
+def test_predict_reports_a_bad_file_and_goes_on(run_dir, sample_dir, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = tifffile.imread(sample_dir / "images" / "nuclei_02.tif")
+    tifffile.imwrite(folder / "a_good.tif", image)
+    (folder / "b_broken.tif").write_bytes(b"not a tiff at all")
+    tifffile.imwrite(folder / "c_rgb.tif", np.stack([image, image // 2, image], axis=-1))
+    tifffile.imwrite(folder / "d_good.tif", image[:, ::-1])
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(run_dir), "--input", str(folder), "--out", str(out)]
+    assert main([*args, "--tile", "128", "--overlap", "32"]) == 1
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["a_good.tif", "d_good.tif"]
+    assert "b_broken.tif" in captured.err and "c_rgb.tif" in captured.err
+    assert "2 of 4 images failed: b_broken.tif, c_rgb.tif" in captured.err
+    # --stop-on-error: the first failure ends the run with a one-line message
+    out2 = tmp_path / "out2"
+    stop = ["predict", "--model", str(run_dir), "--input", str(folder), "--out", str(out2)]
+    assert main([*stop, "--tile", "128", "--overlap", "32", "--stop-on-error"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "b_broken.tif" in err
+    assert sorted(p.name for p in out2.iterdir()) == ["a_good.tif"]
+
+
+@pytest.mark.parametrize("command", ["predict", "qc"])
+def test_out_that_is_a_file_or_cannot_be_created(command, sample_dir, tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    if command == "predict":
+        base = ["predict", "--model", "nuclei", "--input", str(sample_dir / "images")]
+    else:
+        base = ["qc", "--gt", str(sample_dir / "masks"), "--pred", str(sample_dir / "masks")]
+    for out, message in ((a_file, "is a file, not a folder"), (a_file / "sub", "is a file)")):
+        assert main([*base, "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Errno" not in err
+
+
+def test_predict_a_20_pixel_image(sample_dir, tmp_path, capsys):
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(
+        small, tifffile.imread(sample_dir / "images" / "nuclei_02.tif")[90:110, 90:110]
+    )
+    args = ["predict", "--model", "nuclei", "--input", str(small), "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    assert tifffile.imread(tmp_path / "o" / "small.tif").shape == (20, 20)

@@ -3,6 +3,7 @@
 import csv
 
 import pytest
+import torch
 
 from conftest import TINY_TRAIN_ARGS as TINY
 from napari_segqc.cli import main
@@ -37,13 +38,30 @@ def test_train_then_resume(sample_dir, tmp_path, capsys):
         (["--patch", "100"], "multiple of 32"),
         (["--decoder-channels", "64,32"], "one width per encoder stage"),
         (["--init", "/nonexistent/run"], "no such file or run folder"),
+        (["--batch", "0"], "batch size"),
+        (["--lr", "-1"], "learning rate"),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--lr", "0"], ""),
     ],
 )
 def test_train_errors_are_one_line(sample_dir, tmp_path, capsys, extra, message):
+    """Every setting is checked before the run folder is made or "training on" is printed."""
     args = ["train", "--images", str(sample_dir), "--out", str(tmp_path / "run"), *TINY, *extra]
     assert main(args) == 1
-    err = capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "training on" not in captured.out
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_an_out_that_cannot_be_a_run_folder(sample_dir, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    for out, message in ((taken, "is a file"), (taken / "run", "cannot be created")):
+        args = ["train", "--images", str(sample_dir), "--out", str(out), *TINY]
+        assert main(args) == 1
+        captured = capsys.readouterr()
+        assert message in captured.err and "training on" not in captured.out
 
 
 def test_smaller_model_fine_tuned_from_a_run(sample_dir, tmp_path, capsys):

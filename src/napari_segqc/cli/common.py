@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from ..core.device import PRECISIONS
+from ..core.errors import SegQCError
 
 
 def add_device_options(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
@@ -21,3 +24,24 @@ def add_device_options(parser: argparse.ArgumentParser, *, precision: bool = Tru
             choices=PRECISIONS,
             help="autocast precision (auto: bf16 on the CPU and recent GPUs, else fp16)",
         )
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """The folder an option names, checked without creating it (writers create it when they
+    write): a file there, or a folder that cannot be created, is a one-line
+    :class:`SegQCError` in our words rather than a raw ``[Errno 17]`` later."""
+    out = Path(path)
+    if out.exists():
+        if not out.is_dir():
+            raise SegQCError(f"{option} {out} is a file, not a folder: name a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise SegQCError(f"{option} {out}: this folder is not writable")
+        return out
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SegQCError(f"{option} {out}: cannot create this folder ({parent} is a file)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SegQCError(f"{option} {out}: cannot create this folder ({parent} is not writable)")
+    return out

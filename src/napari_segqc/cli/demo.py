@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import add_device_options
+from .common import add_device_options, output_folder
 
 
 def add_parser(sub) -> None:
@@ -48,7 +48,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from ..core.qc.run import run_qc
     from .qc import summary_line
 
-    out = Path(args.out)
+    out = output_folder(args.out)
     device = pick_device(args.device)
     loaded = load_model(args.model, device)
     print(f"model: {loaded.path} ({loaded.config.model.encoder} {loaded.config.model.arch})")

@@ -1,22 +1,24 @@
-"""``segqc predict``: one uint16 instance-label TIFF per input image (work in ``core.predict``)."""
+"""``segqc predict``: one instance-label TIFF per input image (work in ``core.predict``)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .common import add_device_options
+from .common import add_device_options, output_folder
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="segment images with a trained model",
-        description="Segment an image file or every image of a folder; writes one uint16 "
-        "instance-label TIFF per input, with the same name, into --out. Stacks and time-lapses "
-        "(..., H, W) are segmented slice by slice.",
+        description="Segment an image file or every image of a folder; writes one "
+        "instance-label TIFF per input (uint16, or uint32 above 65535 objects), with the same "
+        "name, into --out. Stacks and time-lapses (..., H, W) are segmented slice by slice, "
+        "with ids unique across slices. An image that fails is reported and skipped.",
     )
     p.add_argument(
         "--model",
@@ -54,6 +56,12 @@ def add_parser(sub) -> None:
         type=float,
         help="drop objects whose mean foreground probability is lower (0-1; default: the model's)",
     )
+    p.add_argument(
+        "--stop-on-error",
+        action="store_true",
+        help="stop at the first image that fails (by default it is reported, the others are "
+        "segmented, and the exit code is 1 at the end)",
+    )
     p.set_defaults(func=run_predict_command)
 
 
@@ -73,32 +81,52 @@ def _inputs(path: Path) -> list[Path]:
 
 def run_predict_command(args: argparse.Namespace) -> int:
     from ..core.device import autocast_dtype, pick_device
+    from ..core.errors import SegQCError
+    from ..core.instances.decoding import decoding_config
     from ..core.io import read_image, write_tiff
     from ..core.predict.loading import load_model
     from ..core.predict.segmentation import segment
 
     files = _inputs(Path(args.input))
+    out = output_folder(args.out)
     device = pick_device(args.device)
     loaded = load_model(args.model, device)
+    decoding = {
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "split_height": args.split_height,
+        "min_object_prob": args.min_object_prob,
+    }
+    decoding_config(loaded.config, **decoding)  # bad settings: refused before any image
     dtype = autocast_dtype(args.precision, device)
-    out = Path(args.out)
+    failed = []
     for f in files:
-        image = read_image(f)
-        labels, _ = segment(
-            loaded,
-            image,
-            tile=args.tile,
-            overlap=args.overlap,
-            batch=args.batch,
-            dtype=dtype,
-            tta=args.tta,
-            threshold=args.threshold,
-            min_size=args.min_size,
-            split_height=args.split_height,
-            min_object_prob=args.min_object_prob,
+        try:
+            image = read_image(f)
+            labels, _ = segment(
+                loaded,
+                image,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch=args.batch,
+                dtype=dtype,
+                tta=args.tta,
+                **decoding,
+            )
+        except (SegQCError, OSError, ValueError) as exc:
+            if args.stop_on_error:
+                raise SegQCError(f"{f.name}: {exc}") from None
+            print(f"segqc predict: error: {f.name}: {exc} (skipped)", file=sys.stderr, flush=True)
+            failed.append(f.name)
+            continue
+        n = int(labels.max())  # ids are unique across the slices of a stack
+        kind = np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
+        target = write_tiff(out / f"{f.stem}.tif", labels.astype(kind))
+        print(f"{f.name}: {n} objects -> {target}", flush=True)
+    if failed:
+        print(
+            f"segqc predict: {len(failed)} of {len(files)} images failed: {', '.join(failed)}",
+            file=sys.stderr,
         )
-        if labels.max() > np.iinfo(np.uint16).max:
-            raise ValueError(f"{f.name}: {labels.max()} objects do not fit a uint16 label image")
-        target = write_tiff(out / f"{f.stem}.tif", labels.astype(np.uint16))
-        print(f"{f.name}: {int(labels.max())} objects -> {target}", flush=True)
+        return 1
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 import numpy as np
+
+from .common import output_folder
 
 KINDS = ("auto", "labels", "image")
 
@@ -58,7 +60,7 @@ def _kind(data: np.ndarray, kind: str) -> bool:
 
 def _as_side(data: np.ndarray, kind: str, other_shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     """One side as (array, is_labels); an RGB(A) file facing a grey one becomes grey values."""
-    from ..core.qc.run import to_grayscale
+    from ..core.qc.inputs import to_grayscale
 
     looks_rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
     if looks_rgb and kind != "labels" and (kind == "image" or other_shape == data.shape[:-1]):
@@ -69,6 +71,7 @@ def _as_side(data: np.ndarray, kind: str, other_shape: tuple[int, ...]) -> tuple
 def run_qc_command(args: argparse.Namespace) -> int:
     from ..core.errors import SegQCError
     from ..core.io import pair_files, read_image, write_text, write_tiff
+    from ..core.qc.inputs import looks_like_image
     from ..core.qc.report import dataset_report, scores_csv, to_json
     from ..core.qc.run import run_qc
 
@@ -76,14 +79,24 @@ def run_qc_command(args: argparse.Namespace) -> int:
         raise SegQCError("--maps needs --out DIR to write the maps into")
     if not 0.0 < args.threshold <= 1.0:
         raise SegQCError(f"--threshold must be in (0, 1], got {args.threshold}")
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise SegQCError(f"--out {out} exists and is not a folder")
+    pairs = pair_files(args.gt, args.pred)
+    out = output_folder(args.out) if args.out else None
     entries = []
-    for name, gt_file, pred_file in pair_files(args.gt, args.pred):
+    for name, gt_file, pred_file in pairs:
         gt_raw, pred_raw = read_image(gt_file), read_image(pred_file)
         gt, gt_is_labels = _as_side(gt_raw, args.gt_kind, pred_raw.shape)
         pred, pred_is_labels = _as_side(pred_raw, args.pred_kind, gt_raw.shape)
+        for side, data, is_labels, path in (
+            ("gt", gt, gt_is_labels, gt_file),
+            ("pred", pred, pred_is_labels, pred_file),
+        ):
+            if is_labels and looks_like_image(data):
+                print(
+                    f"segqc qc: warning: {path} is read as labels but looks like a grey-value "
+                    f"image (most pixels non-zero, many values, no uniform regions): if it is "
+                    f"one, pass --{side}-kind image",
+                    file=sys.stderr,
+                )
         if gt.shape != pred.shape:
             raise SegQCError(
                 f"{name}: prediction {pred_file} has shape {pred.shape} but ground truth "

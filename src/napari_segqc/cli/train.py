@@ -122,7 +122,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _epochs(args: argparse.Namespace) -> int:
-    from ..core.train.loop import saved_run
+    from ..core.train.run_folder import saved_run
 
     if args.epochs is not None:
         return args.epochs
@@ -130,9 +130,15 @@ def _epochs(args: argparse.Namespace) -> int:
 
 
 def run_train_command(args: argparse.Namespace) -> int:
+    from ..core.train.config import check_training
     from ..core.train.data import load_folder, load_training_data
     from ..core.train.loop import EpochReport, iter_train
+    from ..core.train.run_folder import check_run_folder
 
+    config = config_from_args(args)
+    if not args.resume:  # resuming takes the run's own settings (checked when it started)
+        check_training(config)
+    check_run_folder(args.out, args.resume)
     samples = (
         load_folder(args.images, args.masks) if args.masks else load_training_data(args.images)
     )
@@ -141,7 +147,7 @@ def run_train_command(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
     try:
         gen = iter_train(
-            config_from_args(args),
+            config,
             samples,
             args.out,
             resume=args.resume,

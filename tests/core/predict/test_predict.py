@@ -205,7 +205,12 @@ def test_stack_is_predicted_slice_by_slice(loaded):
     assert done == sorted(done) and progress[-1][0] == progress[-1][1] == 4 * 4  # 4 tiles/slice
     labels, _ = segment(loaded, stack, tile=64, overlap=16)
     assert labels.shape == (2, 2, 96, 96) and labels.dtype == np.int32
-    np.testing.assert_array_equal(labels[0, 1], decode_labels(probs[0, 1], loaded.config))
+    # each slice decoded on its own, ids continuing across slices (unique in the stack)
+    alone = decode_labels(probs[0, 1], loaded.config)
+    offset = int(labels[0, 0].max())
+    np.testing.assert_array_equal(labels[0, 1], np.where(alone > 0, alone + offset, 0))
+    counts = [len(np.unique(s)) - 1 for s in labels.reshape(-1, 96, 96)]
+    assert labels.max() == sum(counts) == len(np.unique(labels)) - 1
 
 
 def test_rgb_stack_and_layout_rules():
@@ -346,7 +351,7 @@ def test_split_height_override_changes_only_the_decoding(loaded):
     assert decode_labels(probs, loaded.config).max() == 2
     assert decode_labels(probs, loaded.config, split_height=0).max() == 1
     stack = decode_labels(np.stack([probs, probs]), loaded.config, split_height=0)
-    assert stack.shape == (2, 64, 96) and stack.max() == 1
+    assert stack.shape == (2, 64, 96) and stack.max() == 2  # one object per slice, ids 1, 2
     probs[0, :, 48:] *= 0.6  # the right one: mean foreground probability ~0.57
     assert decode_labels(probs, loaded.config, min_object_prob=0.7).max() == 1
 
@@ -365,3 +370,32 @@ def test_builtin_model_on_held_out_images(shared_data):
         r = match_objects(sample.labels, labels)["0.50"]
         counts += [r["tp"], r["fp"], r["fn"]]
     assert counts[0] / counts.sum() > 0.75, counts
+
+
+@pytest.mark.parametrize("shape", [(20, 20), (7, 300), (300, 7), (1, 1), (32, 32), (2, 20, 20)])
+def test_small_images_are_segmented(loaded, shape):
+    """Images of 32 px or less on a side: one padded tile, no overlap blending along it."""
+    image = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    labels, probs = segment(loaded, image)  # default tile 1024, overlap 64
+    assert labels.shape == shape and probs.shape == (*shape[:-2], 3, *shape[-2:])
+    assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+    if len(shape) == 2 and max(shape) <= 32:  # one tile either way: the padded image
+        other = predict_probs_tiled(loaded, image, tile=64, overlap=16)
+        np.testing.assert_allclose(other, probs, atol=1e-5)
+
+
+def test_image_checked_against_the_model_before_loading_it(monkeypatch):
+    """read_config reads only the header; check_image says what does not fit, at once."""
+    from napari_segqc.core.predict import loading
+    from napari_segqc.core.predict.inference import check_image
+    from napari_segqc.core.predict.loading import read_config
+
+    monkeypatch.setattr(loading, "build_model", lambda *_: pytest.fail("the model was built"))
+    config = read_config("nuclei")
+    assert config.model.in_channels == 1 and config.target_mode == "instance"
+    grey = np.zeros((64, 64), np.uint8)
+    assert check_image(grey, config) == ((), 1)
+    assert check_image(np.stack([grey] * 3, axis=-1), config) == ((), 1)  # grey saved as RGB
+    colour = np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    with pytest.raises(SegQCError, match="expects grey"):
+        check_image(colour, config)

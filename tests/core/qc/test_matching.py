@@ -300,3 +300,49 @@ def test_combining_counts_is_not_averaging():
     )
     assert summed == pytest.approx({k: a[k] for k in SCORES})
     assert summed["precision"] != pytest.approx((a["precision"] + b["precision"]) / 2)
+
+
+def _two_nuclei() -> np.ndarray:
+    gt = np.zeros((20, 40), np.int32)
+    gt[5:15, 5:15] = 1
+    gt[5:15, 16:26] = 2
+    return gt
+
+
+def test_one_prediction_over_two_nuclei_is_a_merge():
+    gt = _two_nuclei()
+    pred = np.zeros_like(gt)
+    pred[5:15, 5:26] = 7
+    m = match_objects(gt, pred, thresholds=(0.5,))["0.50"]
+    assert (m["merges"], m["splits"]) == (1, 0)
+    match = match_pairs(gt, pred)
+    assert match.merged_pred.tolist() == [7] and match.split_gt.tolist() == []
+
+
+def test_one_nucleus_cut_in_two_predictions_is_a_split():
+    gt = _two_nuclei()
+    pred = np.zeros_like(gt)
+    pred[5:10, 5:15] = 3
+    pred[10:15, 5:15] = 4
+    pred[5:15, 16:26] = 5
+    m = match_objects(gt, pred, thresholds=(0.5, 0.9))
+    assert all((v["merges"], v["splits"]) == (0, 1) for v in m.values())  # the same at any τ
+    assert match_pairs(gt, pred).split_gt.tolist() == [1]
+
+
+def test_a_slight_overlap_with_a_neighbour_is_neither():
+    gt = _two_nuclei()
+    pred = np.zeros_like(gt)
+    pred[5:15, 5:17] = 1  # one column (10 of nucleus 2's 100 pixels: 10 %, not more)
+    pred[5:15, 17:26] = 2
+    m = match_objects(gt, pred)["0.50"]
+    assert (m["merges"], m["splits"]) == (0, 0)
+    pred[5:15, 5:18] = 1  # two columns: 20 % of nucleus 2, and nucleus 2 is now split too
+    m = match_objects(gt, pred)["0.50"]
+    assert (m["merges"], m["splits"]) == (1, 1)
+
+
+def test_empty_images_have_no_merges_or_splits():
+    empty = np.zeros((8, 8), np.int32)
+    m = match_objects(empty, empty)["0.50"]
+    assert (m["merges"], m["splits"]) == (0, 0)

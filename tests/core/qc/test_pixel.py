@@ -143,9 +143,22 @@ def test_maps_check_inputs(fn):
 
 
 def test_error_classes_and_colors():
-    assert list(ERROR_CLASSES) == [0, 1, 2, 3, 4, 5]
+    assert list(ERROR_CLASSES) == [0, 1, 2, 3, 4, 5, 6, 7]
     assert ERROR_COLORS.keys() == ERROR_CLASSES.keys()
     assert all(re.fullmatch(r"#[0-9a-f]{8}", c) for c in ERROR_COLORS.values())
     assert ERROR_COLORS[0].endswith("00")  # background transparent
     assert all(c.endswith("ff") for k, c in ERROR_COLORS.items() if k)
     assert len(set(ERROR_COLORS.values())) == len(ERROR_COLORS)
+
+
+def test_error_map_paints_merges_and_splits():
+    gt = np.zeros((20, 40), np.int32)
+    gt[5:15, 5:15], gt[5:15, 16:26], gt[2:18, 28:38] = 1, 2, 3
+    pred = np.zeros_like(gt)
+    pred[5:15, 5:26] = 1  # merges gt 1 and 2
+    pred[2:10, 28:38], pred[10:18, 28:38] = 2, 3  # split gt 3
+    out = error_map(gt, pred)
+    assert ERROR_CLASSES[6] == "merge" and ERROR_CLASSES[7] == "split"
+    assert (out[pred == 1] == 6).all()
+    assert (out[gt == 3] == 7).all()
+    assert set(np.unique(out)) == {0, 6, 7}

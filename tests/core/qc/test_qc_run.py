@@ -5,9 +5,10 @@ import pytest
 
 from conftest import degrade
 from napari_segqc.core.errors import SegQCError, Stopped
+from napari_segqc.core.qc.inputs import looks_like_image, to_grayscale
 from napari_segqc.core.qc.matching import THRESHOLD_SWEEP, match_objects, threshold_key
 from napari_segqc.core.qc.pixel import pixel_scores
-from napari_segqc.core.qc.run import iter_qc, qc_report, run_qc, to_grayscale
+from napari_segqc.core.qc.run import iter_qc, qc_report, run_qc
 
 
 def test_identical_labels_score_perfectly(sample_pair):
@@ -154,3 +155,16 @@ def test_nan_error_names_the_slice():
     pred[1, 3, 3] = np.nan
     with pytest.raises(SegQCError, match=r"NaN or infinite values \(slice 1\)"):
         qc_report(gt, pred, pred_is_labels=False)
+
+
+def test_raw_images_read_as_labels_look_like_images(sample_dir):
+    import tifffile
+
+    for f in sorted((sample_dir / "images").glob("*.tif")):
+        image = tifffile.imread(f)
+        assert looks_like_image(image), f.name  # grey values, not labels
+        assert not looks_like_image(tifffile.imread(sample_dir / "masks" / f.name)), f.name
+    dense = np.repeat(np.repeat(np.arange(1, 401).reshape(20, 20), 8, 0), 8, 1)
+    assert not looks_like_image(dense)  # every pixel labelled, 400 objects: still labels
+    assert not looks_like_image(np.zeros((64, 64), np.uint8))
+    assert looks_like_image(np.random.default_rng(0).integers(1, 255, (3, 64, 64)))  # stack

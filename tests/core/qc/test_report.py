@@ -88,3 +88,28 @@ def test_mismatched_thresholds_refused(two_entries):
     b = {**b, "objects": {k: v for k, v in b["objects"].items() if k != "0.50"}}
     with pytest.raises(ValueError, match="different IoU thresholds"):
         combine_reports([a, b])
+
+
+def test_merges_and_splits_are_summed_and_in_the_csv():
+    gt = np.zeros((20, 40), np.int32)
+    gt[5:15, 5:15], gt[5:15, 16:26] = 1, 2
+    merged = np.zeros_like(gt)
+    merged[5:15, 5:26] = 1
+    split = gt.copy()
+    split[10:15, 5:15] = 3
+    report = dataset_report([qc_report(gt, merged, name="a"), qc_report(gt, split, name="b")])
+    for key in ("0.50", "0.90"):
+        s = report["summary"]["objects"][key]
+        assert (s["merges"], s["splits"]) == (1, 1)
+    from napari_segqc.core.qc.report import scores_csv
+
+    lines = scores_csv(report, 0.5).splitlines()
+    header = lines[0].split(",")
+    assert header.index("merges") == header.index("fn") + 1
+    row = dict(zip(header, lines[1].split(","), strict=True))
+    assert (row["merges"], row["splits"]) == ("1", "0")
+    old = json.loads(to_json(report))  # a report of 0.1 has neither: summed as 0
+    for entry in old["images"]:
+        for v in entry["objects"].values():
+            del v["merges"], v["splits"]
+    assert combine_reports(old["images"])["objects"]["0.50"]["merges"] == 0

@@ -16,15 +16,9 @@ from napari_segqc.core.models.registry import ModelConfig, build_model
 from napari_segqc.core.models.weights import load_weights, save_weights
 from napari_segqc.core.train.config import TrainConfig
 from napari_segqc.core.train.data import load_training_data, samples_from_arrays
-from napari_segqc.core.train.loop import (
-    HISTORY_COLUMNS,
-    EpochReport,
-    StepReport,
-    iter_train,
-    saved_run,
-    warm_start,
-)
+from napari_segqc.core.train.loop import EpochReport, StepReport, iter_train, warm_start
 from napari_segqc.core.train.optim import ScheduleConfig
+from napari_segqc.core.train.run_folder import HISTORY_COLUMNS, saved_run
 
 TINY = TrainConfig(
     model=ModelConfig(arch="unet", encoder="resnet18"),

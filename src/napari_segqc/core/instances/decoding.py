@@ -31,7 +31,9 @@ def decode_labels(
 ) -> np.ndarray:
     """Instance labels (int32) from maps ``(K, H, W)`` or a stack of them ``(..., K, H, W)``.
 
-    Each 2-D slice is decoded on its own, ids starting at 1 in every slice. ``threshold``,
+    Each 2-D slice is decoded on its own; ids are unique across the slices of a stack (slice
+    after slice: 1..n in the first, n+1.. in the next), so every object of a stack is its own
+    id and ``labels.max()`` is the number of objects in all slices. ``threshold``,
     ``min_size``, ``split_height`` and ``min_object_prob`` (see
     :func:`decode_instances`) default to the model's config.
     """
@@ -55,8 +57,13 @@ def decode_labels(
         raise SegQCError(f"need maps of shape (..., K, H, W), got {probs.shape}")
     lead = probs.shape[:-3]
     labels = np.zeros((*lead, *probs.shape[-2:]), np.int32)
+    offset = 0
     for index in np.ndindex(*lead):
-        labels[index] = decode_instances(probs[index], config.target_mode, **settings)
+        plane = decode_instances(probs[index], config.target_mode, **settings)
+        if offset:
+            plane[plane > 0] += offset
+        labels[index] = plane
+        offset = max(offset, int(plane.max()))
     return labels
 
 

@@ -63,6 +63,15 @@ def grey_if_equal_channels(image, in_channels: int, max_pixels: int = 1_000_000)
     return image
 
 
+def check_image(image, config) -> tuple[tuple[int, ...], int]:
+    """Whether a model of ``config`` can segment ``image`` (shape and channels only; nothing is
+    read from lazy arrays but a small sample): (leading slice dims, channels), or a
+    :class:`SegQCError` saying what does not fit. Use it with
+    :func:`napari_segqc.core.predict.loading.read_config` before loading the model."""
+    in_channels = config.model.in_channels
+    return image_layout(grey_if_equal_channels(image, in_channels).shape, in_channels)
+
+
 def _percentiles(image, channels: int, max_pixels: int = 4_000_000) -> np.ndarray:
     """Per-channel 1 and 99.8 percentiles, from a strided subsample of big (lazy) images."""
     h, w = image.shape[:2]
@@ -118,8 +127,10 @@ def _iter_plane(
     out = np.zeros((classes, h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
     th, tw = fit_tile(h, tile, overlap), fit_tile(w, tile, overlap)
-    window = blend_window(th, tw, overlap)
-    boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
+    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+    # no blending along an axis one tile covers (small images: the tile is the padded image)
+    window = blend_window(th, tw, (overlap if len(ys) > 1 else 0, overlap if len(xs) > 1 else 0))
+    boxes = [(y, x) for y in ys for x in xs]
     device = next(loaded.model.parameters()).device
     batch = max(1, min(batch, MAX_BATCH_PIXELS // (th * tw)))
     for i in range(0, len(boxes), batch):

@@ -28,15 +28,28 @@ class LoadedModel:
     path: Path
 
 
+def read_config(source: str | os.PathLike) -> TrainConfig:
+    """The config of a model file (built-in name, run folder or file) without loading its
+    weights: only the file's header is read, so inputs can be checked against the model at
+    once, before the seconds that loading takes."""
+    path = resolve_model_path(source)
+    _, meta = load_weights(path, tensors=False)
+    return _config_of(path, meta)
+
+
+def _config_of(path: Path, meta: dict) -> TrainConfig:
+    if "config" not in meta:
+        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
+    return TrainConfig.from_dict(meta["config"])
+
+
 def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
     """Load a trained model (weights + config) onto ``device`` (CPU by default), in eval mode."""
     import torch
 
     path = resolve_model_path(source)
     weights, meta = load_weights(path)
-    if "config" not in meta:
-        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
-    config = TrainConfig.from_dict(meta["config"])
+    config = _config_of(path, meta)
     model = build_model(ModelConfig.from_dict(config.model.to_dict()))
     try:
         model.load_state_dict(weights)
@@ -64,9 +77,7 @@ def export_model(
 
     path = resolve_model_path(source)
     weights, meta = load_weights(path)
-    if "config" not in meta:
-        raise SegQCError(f"{path}: a safetensors file, but not a napari-segqc model (no config)")
-    config = TrainConfig.from_dict(meta["config"])
+    config = _config_of(path, meta)
     if decoding:
         config = replace(config, **decoding)
         config.check()

@@ -38,6 +38,7 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 
 def _ramp(n: int, overlap: int) -> np.ndarray:
     ramp = np.ones(n, np.float32)
+    overlap = min(overlap, n // 2)  # a tile shorter than two overlaps (small images)
     if overlap > 0:
         t = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
         edge = 0.5 - 0.5 * np.cos(np.pi * t)  # raised cosine, never exactly 0
@@ -46,9 +47,11 @@ def _ramp(n: int, overlap: int) -> np.ndarray:
     return ramp
 
 
-def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
-    """Tile weights: 1 inside, a raised-cosine ramp over ``overlap`` pixels at the borders."""
-    return np.outer(_ramp(height, overlap), _ramp(width, overlap))
+def blend_window(height: int, width: int, overlap: int | tuple[int, int]) -> np.ndarray:
+    """Tile weights: 1 inside, a raised-cosine ramp over ``overlap`` pixels at the borders
+    (one value, or one per axis: 0 along an axis that one tile covers)."""
+    oy, ox = (overlap, overlap) if isinstance(overlap, int) else overlap
+    return np.outer(_ramp(height, oy), _ramp(width, ox))
 
 
 def _ceil32(n: int) -> int:

@@ -10,6 +10,12 @@ Overlaps are counted sparsely (run-length encoding of the flattened label pair, 
 ``np.unique``), so label images with many thousands of objects and arbitrary label ids are fast
 and never need a dense n_gt x n_pred matrix. Works on n-D label images; the caller slices stacks.
 
+Merges and splits (independent of τ): a *merge* is a predicted object that overlaps two or more
+ground-truth objects, each by more than :data:`MERGE_SPLIT_FRACTION` of that ground-truth
+object's area (one prediction for several nuclei); a *split* is a ground-truth object that two
+or more predicted objects overlap, each with more than that fraction of its own area (one
+nucleus cut into several predictions). A slight overlap with a neighbour is neither.
+
 Zero denominators: a ratio whose denominator is 0 is 1.0 when both inputs are empty
 (tp = fp = fn = 0: nothing to find, nothing found) and 0.0 otherwise. E.g. precision with no
 predicted objects is 1.0 if the ground truth is empty too, else 0.0.
@@ -28,6 +34,9 @@ from scipy.sparse.csgraph import connected_components
 from ..errors import SegQCError
 
 THRESHOLD_SWEEP: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+#: An overlap counts towards a merge or a split when it holds more than this share of the
+#: object on the other side (see the module docstring).
+MERGE_SPLIT_FRACTION = 0.1
 
 
 def threshold_key(threshold: float) -> str:
@@ -47,6 +56,8 @@ class ObjectMatch:
     n_gt: int
     n_pred: int
     threshold: float
+    merged_pred: np.ndarray  # predicted ids that merge two or more ground-truth objects
+    split_gt: np.ndarray  # ground-truth ids split into two or more predicted objects
 
     @property
     def tp(self) -> int:
@@ -62,6 +73,9 @@ class _Overlaps:
     pair_gt: np.ndarray
     pair_pred: np.ndarray
     pair_iou: np.ndarray
+    pair_inter: np.ndarray  # pixels shared by each pair
+    gt_area: np.ndarray
+    pred_area: np.ndarray
 
 
 def as_label_array(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -98,7 +112,7 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray) -> _Overlaps:
     g, p = gt.ravel(), pred.ravel()
     if g.size == 0:
         empty = np.zeros(0, np.int64)
-        return _Overlaps(empty, empty, empty, empty, np.zeros(0))
+        return _Overlaps(empty, empty, empty, empty, np.zeros(0), empty, empty, empty)
     change = g[1:] != g[:-1]
     change |= p[1:] != p[:-1]
     starts = np.concatenate(([0], np.flatnonzero(change) + 1))
@@ -120,7 +134,18 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray) -> _Overlaps:
     inter = np.bincount(inv_pair, weights=lengths[both]).astype(np.int64)
     pair_gt, pair_pred = np.divmod(pair_codes, len(pred_ids) or 1)
     iou = inter / (gt_area[pair_gt] + pred_area[pair_pred] - inter)
-    return _Overlaps(_id_array(gt_ids), _id_array(pred_ids), pair_gt, pair_pred, iou)
+    return _Overlaps(
+        _id_array(gt_ids), _id_array(pred_ids), pair_gt, pair_pred, iou, inter, gt_area, pred_area
+    )
+
+
+def _merges_splits(ov: _Overlaps, fraction: float = MERGE_SPLIT_FRACTION):
+    """Indices of the merging predicted objects and of the split ground-truth objects."""
+    into_gt = ov.pair_inter > fraction * ov.gt_area[ov.pair_gt]  # a good part of the gt object
+    into_pred = ov.pair_inter > fraction * ov.pred_area[ov.pair_pred]
+    merged = np.flatnonzero(np.bincount(ov.pair_pred[into_gt], minlength=len(ov.pred_ids)) >= 2)
+    split = np.flatnonzero(np.bincount(ov.pair_gt[into_pred], minlength=len(ov.gt_ids)) >= 2)
+    return merged, split
 
 
 def _id_array(ids: np.ndarray) -> np.ndarray:
@@ -201,6 +226,7 @@ def match_pairs(
 def _object_match(ov: _Overlaps, threshold: float) -> ObjectMatch:
     sel = _match(ov, threshold)
     mg, mp = ov.pair_gt[sel], ov.pair_pred[sel]
+    merged, split = _merges_splits(ov)
     return ObjectMatch(
         gt_ids=ov.gt_ids[mg],
         pred_ids=ov.pred_ids[mp],
@@ -210,6 +236,8 @@ def _object_match(ov: _Overlaps, threshold: float) -> ObjectMatch:
         n_gt=len(ov.gt_ids),
         n_pred=len(ov.pred_ids),
         threshold=float(threshold),
+        merged_pred=ov.pred_ids[merged],
+        split_gt=ov.gt_ids[split],
     )
 
 
@@ -253,6 +281,7 @@ def match_objects(
     gt, pred = check_label_pair(gt_labels, pred_labels)
     ov = _overlaps(gt, pred)
     n_gt, n_pred = len(ov.gt_ids), len(ov.pred_ids)
+    merged, split = _merges_splits(ov)
     out = {}
     for t in thresholds:
         sel = _match(ov, t)
@@ -261,5 +290,7 @@ def match_objects(
         fp, fn = n_pred - tp, n_gt - tp
         scores = object_scores_from_counts(tp, fp, fn, s)
         out[threshold_key(t)] = {"tp": tp, "fp": fp, "fn": fn, **scores, "sum_matched_iou": s}
-        out[threshold_key(t)].update(n_gt=n_gt, n_pred=n_pred)
+        out[threshold_key(t)].update(
+            n_gt=n_gt, n_pred=n_pred, merges=len(merged), splits=len(split)
+        )
     return out

@@ -12,7 +12,13 @@ Error map classes (``ERROR_CLASSES``), one value per pixel:
 - 2 false positive: predicted-only pixel of a *matched* predicted object (boundary too wide);
 - 3 false negative: ground-truth-only pixel of a *matched* ground-truth object (too narrow);
 - 4 false-positive object: predicted-only pixel of an unmatched predicted object;
-- 5 missed object: ground-truth-only pixel of an unmatched ground-truth object.
+- 5 missed object: ground-truth-only pixel of an unmatched ground-truth object;
+- 6 merge: pixel of a predicted object that merges two or more ground-truth objects;
+- 7 split: pixel of a ground-truth object split into two or more predicted objects (drawn
+  over a merge where both meet).
+
+Merges and splits are defined in :mod:`napari_segqc.core.qc.matching`; their classes cover the
+whole object, so the objects to fix first stand out.
 
 Objects are matched as in :func:`~napari_segqc.core.qc.matching.match_pairs` at IoU >= threshold.
 """
@@ -33,6 +39,8 @@ ERROR_CLASSES: dict[int, str] = {
     3: "false negative",
     4: "false-positive object",
     5: "missed object",
+    6: "merge",
+    7: "split",
 }
 
 # RGBA, readable on napari's dark canvas; background transparent
@@ -43,6 +51,8 @@ ERROR_COLORS: dict[int, str] = {
     3: "#2fb8ffff",  # cyan-blue
     4: "#ff3df2ff",  # magenta
     5: "#ffe033ff",  # yellow
+    6: "#b266ffff",  # violet
+    7: "#ffffffff",  # white
 }
 
 
@@ -130,6 +140,8 @@ def error_map(
     gt_only = g & ~p
     out[gt_only] = 3
     out[gt_only & _is_in(gt, match.unmatched_gt)] = 5
+    out[_is_in(pred, match.merged_pred)] = 6
+    out[_is_in(gt, match.split_gt)] = 7
     return out
 
 

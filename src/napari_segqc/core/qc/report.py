@@ -90,6 +90,8 @@ def combine_reports(entries: Iterable[Mapping[str, Any]], name: str = "summary")
             fn=fn,
             n_gt=sum(int(p.get("n_gt", p["tp"] + p["fn"])) for p in parts),
             n_pred=sum(int(p.get("n_pred", p["tp"] + p["fp"])) for p in parts),
+            merges=sum(int(p.get("merges", 0)) for p in parts),  # reports before 0.2 lack them
+            splits=sum(int(p.get("splits", 0)) for p in parts),
         )
         objects[key] = scores
     weights = [int(e.get("n_slices", 1)) for e in entries]
@@ -129,7 +131,7 @@ def to_json(report: Mapping[str, Any], **kwargs: Any) -> str:
 #: Columns of the score table and CSV: objects at τ first, then pixels, DSB score and image.
 CSV_COLUMNS = (
     *("name", "f1", "accuracy", "precision", "recall", "mean_matched_iou", "pq", "tp", "fp"),
-    *("fn", "pixel_iou", "pixel_dice", "dsb_score", "ssim", "nrmse", "psnr"),
+    *("fn", "merges", "splits", "pixel_iou", "pixel_dice", "dsb_score", "ssim", "nrmse", "psnr"),
 )
 
 
@@ -137,6 +139,8 @@ def score_row(entry: Mapping[str, Any], threshold: float) -> dict[str, Any]:
     """One flat row of an entry's scores (keys :data:`CSV_COLUMNS`), objects at ``threshold``."""
     objects = entry["objects"][threshold_key(threshold)]
     values = {
+        "merges": None,  # reports before 0.2 lack them
+        "splits": None,
         **objects,
         "name": entry.get("name", ""),
         "pixel_iou": entry["pixel"]["iou"],

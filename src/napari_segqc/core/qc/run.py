@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import SegQCError, Stopped
+from .inputs import as_intensity, as_labels, check_pair, read_slice
 from .matching import THRESHOLD_SWEEP, match_objects, match_pairs, threshold_key
 from .pixel import error_map, object_iou_map, pixel_counts
 from .report import combine_reports, make_entry
-from .similarity import fit_to, nrmse, percentile_normalize, psnr, rse_map, ssim
+from .similarity import fit_to, nrmse, psnr, rse_map, ssim
 
 
 @dataclass(frozen=True)
@@ -71,75 +72,6 @@ class QCResult:
     maps: QCMaps | None = None
 
 
-def to_grayscale(data: np.ndarray) -> np.ndarray:
-    """An RGB(A) image ``(..., Y, X, 3|4)`` as grey values (luminance, alpha dropped)."""
-    if data.ndim < 3 or data.shape[-1] not in (3, 4):
-        raise SegQCError(
-            f"an RGB image needs a last axis of 3 or 4 channels, got shape {data.shape}"
-        )
-    rgb = np.asarray(data[..., :3], dtype=np.float32)
-    return rgb @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
-
-
-def check_pair(gt, pred, gt_name: str = "ground truth", pred_name: str = "prediction") -> None:
-    """Raise a :class:`SegQCError` naming both inputs if they cannot be compared.
-
-    Only shapes and data types are checked, so lazy arrays (dask, zarr) are not read; values
-    (NaN, infinities) are checked slice by slice as they are read.
-    """
-    if tuple(gt.shape) != tuple(pred.shape):
-        raise SegQCError(
-            f"{pred_name!r} has shape {tuple(pred.shape)} but {gt_name!r} has shape "
-            f"{tuple(gt.shape)}: pick a prediction and a ground truth of the same size"
-        )
-    if len(gt.shape) < 2 or min(gt.shape[-2:]) < 1:
-        raise SegQCError(f"{gt_name!r} has shape {tuple(gt.shape)}: need 2-D images or stacks")
-    for data, what in ((gt, gt_name), (pred, pred_name)):
-        if np.dtype(data.dtype).kind not in "biuf":
-            raise SegQCError(f"{what!r} has data type {data.dtype}: need numbers")
-
-
-def _read_slice(data, index: tuple[int, ...], what: str) -> np.ndarray:
-    """One 2-D slice as a numpy array (reads lazy arrays chunk by chunk), values checked."""
-    out = np.asarray(data[index])
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
-        where = f" (slice {', '.join(map(str, index))})" if index else ""
-        raise SegQCError(f"{what!r} contains NaN or infinite values{where}: fix or mask them first")
-    return out
-
-
-def as_labels(
-    data: np.ndarray,
-    *,
-    is_labels: bool,
-    foreground_threshold: float | None = None,
-    name: str = "input",
-) -> np.ndarray:
-    """One 2-D slice as an instance label image (grey values: threshold + connected components)."""
-    if is_labels:
-        if data.dtype.kind == "f":
-            if not np.array_equal(data, np.round(data)):
-                raise SegQCError(f"{name!r} is used as labels but holds non-integer values")
-            data = data.astype(np.int64)
-        if data.dtype.kind == "i" and data.size and data.min() < 0:
-            raise SegQCError(f"{name!r} is used as labels but holds negative values")
-        return data
-    from skimage.filters import threshold_otsu
-    from skimage.measure import label
-
-    t = foreground_threshold
-    if t is None:
-        t = float(threshold_otsu(data)) if data.min() < data.max() else np.inf
-    return label(data > t).astype(np.int32)
-
-
-def as_intensity(data: np.ndarray, labels: np.ndarray, *, is_labels: bool) -> np.ndarray:
-    """One 2-D slice as the grey values SSIM and RSE compare (see the module docstring)."""
-    if is_labels:
-        return (labels > 0).astype(np.float32)
-    return percentile_normalize(data)
-
-
 def iter_qc(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -158,7 +90,8 @@ def iter_qc(
     ----------
     gt, pred : array-like
         Same shape, ``(Y, X)`` or ``(..., Y, X)``; numpy, or lazy arrays (dask, zarr) that are
-        read one 2-D slice at a time. RGB images must be converted with :func:`to_grayscale`.
+        read one 2-D slice at a time. RGB images must be converted first
+        (:func:`.inputs.to_grayscale`).
     name : str
         Name of the pair in the report.
     gt_is_labels, pred_is_labels : bool
@@ -192,7 +125,7 @@ def iter_qc(
     for done, index in enumerate(indices):
         if stop is not None and stop():
             raise Stopped("quality control stopped")
-        g, p = _read_slice(gt, index, "ground truth"), _read_slice(pred, index, "prediction")
+        g, p = read_slice(gt, index, "ground truth"), read_slice(pred, index, "prediction")
         gl = as_labels(
             g,
             is_labels=gt_is_labels,

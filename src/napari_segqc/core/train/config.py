@@ -7,7 +7,7 @@ run folder alone is enough to predict with the model later.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..device import PRECISIONS
@@ -96,3 +96,37 @@ class TrainConfig:
             )
         if self.min_size < 0:
             raise SegQCError(f"minimum size must be at least 0, got {self.min_size}")
+
+
+def check_training(config: TrainConfig) -> None:
+    """Check every setting of a training run before anything is loaded or written: the
+    config's own checks, the optimisation settings, the network (architecture, encoder,
+    depth, widths), the device and the weights to start from. Raises a :class:`SegQCError`."""
+    from ..device import pick_device
+    from ..instances.targets import TARGET_CHANNELS
+    from ..models.builtin import resolve_model_path
+    from ..models.registry import check_model_config
+    from .losses import LOSSES
+    from .optim import OPTIMIZERS, SCHEDULES
+
+    config.check()
+    if config.target_mode not in TARGET_CHANNELS:
+        raise SegQCError(f"targets must be one of {', '.join(TARGET_CHANNELS)}")
+    if not config.lr > 0 or not config.weight_decay >= 0:
+        raise SegQCError(f"learning rate must be > 0 and weight decay >= 0, got {config.lr}")
+    for name in ("steps_per_epoch", "patience", "checkpoint_every"):
+        if getattr(config, name) < 0:
+            raise SegQCError(f"{name.replace('_', ' ')} must be at least 0")
+    loss = config.loss.lower().replace("+", "_").replace("-", "_")
+    for what, value, names in (
+        ("loss", loss, sorted(LOSSES)),
+        ("optimizer", config.optimizer, OPTIMIZERS),
+        ("schedule", config.schedule.name, SCHEDULES),
+    ):
+        if value not in names:
+            raise SegQCError(f"unknown {what} {value!r}; choose one of: {', '.join(names)}")
+    classes = len(TARGET_CHANNELS[config.target_mode])
+    check_model_config(replace(config.model, classes=classes))
+    pick_device(config.device)
+    if config.init:
+        resolve_model_path(config.init)

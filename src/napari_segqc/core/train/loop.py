@@ -5,20 +5,11 @@
 ``stop`` callable between steps. Stopping finishes the current step and leaves a loadable
 ``last.safetensors``.
 
-Run folder::
-
-    config.json           TrainConfig (model, targets, decoding, everything to rebuild it)
-    history.csv           epoch, train_loss, val_loss, val_iou, val_f1, lr, seconds, images_per_s
-    best.safetensors      weights with the best validation metric (val_f1; val_iou in binary mode)
-    last.safetensors      weights after the last finished step
-    state.safetensors     optimizer, schedule, early stopping and epoch counters (for --resume)
-    epoch_NNN.safetensors every ``checkpoint_every`` epochs
+The run folder's files are described in :mod:`.run_folder`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from collections.abc import Callable, Generator
@@ -30,21 +21,12 @@ from ..errors import SegQCError
 from ..instances.targets import TARGET_CHANNELS, make_targets
 from ..io import write_text
 from ..models.builtin import resolve_model_path
-from ..models.weights import load_state, load_weights, save_state, save_weights
+from ..models.weights import load_state, load_weights, save_state
 from .config import TrainConfig
 from .data import PatchSampler, Sample, check_samples, split_samples
+from .run_folder import RunFolder, check_run_folder, resumed_config
 from .validation import validate
 
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "val_iou",
-    "val_f1",
-    "lr",
-    "seconds",
-    "images_per_s",
-)
 STEP_REPORT_EVERY = 5
 
 
@@ -71,34 +53,6 @@ class EpochReport:
     stopped: bool = False
 
 
-class _Run:
-    """The run folder's files; every write is atomic."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-
-    def save_weights(self, name: str, model, config: TrainConfig, epoch: int) -> None:
-        meta = {"config": config.to_dict(), "epoch": epoch}
-        save_weights(self.out / name, model.state_dict(), meta)
-
-    def write_history(self, rows: list[dict]) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text(self.out / "history.csv", buf.getvalue())
-
-    def read_history(self) -> list[dict]:
-        path = self.out / "history.csv"
-        if not path.is_file():
-            return []
-        with open(path, newline="") as f:
-            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        for row in rows:
-            row["epoch"] = int(row["epoch"])
-        return rows
-
-
 def iter_train(
     config: TrainConfig,
     samples: list[Sample],
@@ -112,7 +66,7 @@ def iter_train(
     With ``resume=True`` the run folder's ``config.json``, weights, optimizer, schedule, epoch
     counter and history are taken up where they stopped; only ``config.epochs`` is taken from
     ``config``: the new total, more than the epochs done (fewer than planned shortens the
-    schedule from where it is; see :func:`saved_run`).
+    schedule from where it is; see :func:`.run_folder.saved_run`).
     """
     import torch
 
@@ -121,9 +75,9 @@ def iter_train(
     from .optim import EarlyStopping, make_optimizer, make_scheduler, step_scheduler
 
     out = Path(out_dir)
-    run = _Run(out)
+    run = RunFolder(out)
     if resume:
-        config = _resumed_config(out, config)
+        config = resumed_config(out, config)
     n_channels = check_samples(samples)
     config = replace(
         config,
@@ -133,8 +87,7 @@ def iter_train(
     )
     config.check()
     train_set, val_set = split_samples(samples, config.val_fraction, config.seed)
-    if not resume and (out / "state.safetensors").exists():
-        raise SegQCError(f"{out} already holds a run: resume it, or pick another folder")
+    check_run_folder(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.json", config.to_json())
 
@@ -275,28 +228,6 @@ def _train_step(model, optimizer, loss_fn, sampler, gen, config, device, dtype, 
     loss.backward()
     optimizer.step()
     return loss
-
-
-def saved_run(out_dir: str | Path) -> tuple[TrainConfig, int]:
-    """The config of the run in ``out_dir`` and how many epochs it has done (for resuming)."""
-    import json
-
-    out = Path(out_dir)
-    path = out / "config.json"
-    if not (path.is_file() and (out / "state.safetensors").is_file()):
-        raise SegQCError(f"{out} holds no run to resume (config.json and state.safetensors)")
-    saved = TrainConfig.from_dict(json.loads(path.read_text()))
-    return saved, int(load_state(out / "state.safetensors", tensors=False)["epoch"])
-
-
-def _resumed_config(out: Path, config: TrainConfig) -> TrainConfig:
-    saved, done = saved_run(out)
-    if config.epochs <= done:
-        raise SegQCError(
-            f"{out}: {done} epochs are done already; resume with more epochs in all "
-            f"(the run planned {saved.epochs})"
-        )
-    return replace(saved, epochs=config.epochs)
 
 
 def _restore(out: Path, model, optimizer, scheduler, early) -> int:
