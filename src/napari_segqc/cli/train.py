@@ -67,6 +67,14 @@ def add_parser(sub) -> None:
         "--steps-per-epoch", type=int, default=0, help="0: about one pass over the pixels"
     )
     p.add_argument("--patience", type=int, default=10, help="early stopping; 0 = off")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="write epoch_NNN.safetensors every N epochs (for segqc evaluate --checkpoints); "
+        "0 = off",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (split, patches, weights)")
     p.add_argument(
         "--init",
@@ -117,6 +125,7 @@ def config_from_args(args: argparse.Namespace):
         device=args.device,
         precision=args.precision,
         patience=args.patience,
+        checkpoint_every=args.checkpoint_every,
         init=args.init,
     )
 

@@ -135,11 +135,11 @@ def decode_instances(
         )
     if mode == "binary":
         labels, _ = ndi.label(probs[0] > threshold)
-        return _relabel(labels, min_size, probs[0], min_object_prob)
+        return filter_objects(labels, min_size, probs[0], min_object_prob)
     h, w = probs.shape[1:]
     if h <= block and w <= block:
         labels = _decode_block(probs, threshold, seed_threshold, split_height)
-        return _relabel(labels, min_size, probs[0], min_object_prob)
+        return filter_objects(labels, min_size, probs[0], min_object_prob)
     core = max(block // 2, 1)
     labels = np.zeros((h, w), np.int32)
     next_id = 1
@@ -165,7 +165,7 @@ def decode_instances(
             region = labels[ey0:ey1, ex0:ex1]
             free = (new > 0) & (region == 0)
             region[free] = new[free]
-    return _relabel(labels, min_size, probs[0], min_object_prob)
+    return filter_objects(labels, min_size, probs[0], min_object_prob)
 
 
 def _decode_block(
@@ -196,7 +196,7 @@ def _seed_mask(core: np.ndarray, seed_threshold: float, split_height: float) -> 
     return h_maxima(smooth, split_height).astype(bool) & (smooth > seed_threshold)
 
 
-def _relabel(
+def filter_objects(
     labels: np.ndarray,
     min_size: int,
     foreground: np.ndarray | None = None,

@@ -1,0 +1,154 @@
+"""``segqc evaluate``: models (or every checkpoint of a run) scored over a QC set, compared,
+with a self-contained HTML report (the work is in ``core.qc.evaluate``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+from .common import add_device_options, output_folder
+
+
+def add_parser(sub) -> None:
+    from ..core.qc.evaluate import METRICS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score models or a run's checkpoints on a QC set; compare; HTML report",
+        description="Run each model over the images of --images, decode with its settings and "
+        "score the labels against --gt exactly as `segqc qc` does. Writes evaluation.csv (one "
+        "row per model and image), summary.csv (one row per model or checkpoint, counts "
+        "summed; best marked), evaluation.json (a QC report per model) and report.html.",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="a built-in name, a run folder (its best, else last) or a .safetensors file; "
+        "repeat to compare models",
+    )
+    p.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="score every epoch_NNN, best and last checkpoint of each run folder --model",
+    )
+    p.add_argument("--images", required=True, metavar="DIR", help="images of the QC set")
+    p.add_argument("--gt", required=True, metavar="DIR", help="ground-truth labels (by name)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
+    p.add_argument(
+        "--threshold", type=float, default=0.5, metavar="TAU", help="IoU threshold of the scores"
+    )
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    p.add_argument(
+        "--metric", default="accuracy", choices=METRICS, help="what the best model is chosen by"
+    )
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        help="with --checkpoints: copy the best checkpoint to best_qc.safetensors in the run",
+    )
+    p.add_argument("--top", type=int, default=3, help="best and worst images shown per model")
+    add_device_options(p, precision=False)
+    p.set_defaults(func=run_evaluate_command)
+
+
+def _csv(rows, columns) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _history(run: Path) -> list[dict]:
+    path = run / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def run_evaluate_command(args: argparse.Namespace) -> int:
+    from ..core.device import pick_device
+    from ..core.errors import SegQCError
+    from ..core.io import write_atomic, write_text
+    from ..core.qc.evaluate import (
+        EVALUATION_COLUMNS,
+        SUMMARY_COLUMNS,
+        PredictionCache,
+        iter_evaluate,
+        load_qc_set,
+        model_specs,
+    )
+    from ..core.qc.html_report import render_report
+    from ..core.qc.report import to_json
+
+    if not 0.0 < args.threshold <= 1.0:
+        raise SegQCError(f"--threshold must be in (0, 1], got {args.threshold}")
+    if args.promote and not args.checkpoints:
+        raise SegQCError("--promote needs --checkpoints (it copies a run's best checkpoint)")
+    if args.promote and len(args.model) != 1:
+        raise SegQCError("--promote takes one run folder as --model")
+    specs = model_specs(args.model, checkpoints=args.checkpoints)
+    qc_set = load_qc_set(args.images, args.gt)
+    out = output_folder(args.out)
+    device = pick_device(args.device)
+    cache = PredictionCache()
+    print(f"evaluating {len(specs)} model(s) on {len(qc_set)} images", flush=True)
+    gen = iter_evaluate(
+        specs, qc_set, threshold=args.threshold, tta=args.tta, device=device, cache=cache
+    )
+    while True:
+        try:
+            progress = next(gen)
+        except StopIteration as finished:
+            evaluation = finished.value
+            break
+        if progress.done % len(qc_set) == 0:
+            print(f"  {progress.model}: {len(qc_set)} images scored", flush=True)
+    summary = evaluation.summary_rows(args.metric)
+    write_text(out / "evaluation.csv", _csv(evaluation.rows, EVALUATION_COLUMNS))
+    write_text(out / "summary.csv", _csv(summary, SUMMARY_COLUMNS))
+    models = [
+        {"model": s.label, "checkpoint": s.checkpoint, "epoch": s.epoch, **report}
+        for s, report in zip(evaluation.specs, evaluation.reports, strict=True)
+    ]
+    document = {"threshold": f"{args.threshold:.2f}", "metric": args.metric, "models": models}
+    write_text(out / "evaluation.json", to_json(document, indent=1) + "\n")
+    labels = {}
+    for spec in evaluation.specs:
+        for name in evaluation.names:
+            key = PredictionCache.key(spec.source, name, args.tta)
+            labels[spec.key, name] = cache.labels[key]
+    history = _history(Path(args.model[0])) if args.checkpoints else None
+    html_text = render_report(
+        evaluation,
+        qc_set,
+        labels,
+        metric=args.metric,
+        qc_set_name=f"{args.images} vs {args.gt}",
+        history=history,
+        top=args.top,
+    )
+    write_text(out / "report.html", html_text)
+    for row in summary:
+        mark = "  <- best" if row["best"] else ""
+        name = f"{row['model']} {row['checkpoint']}".strip()
+        print(
+            f"{name}: {args.metric} {row[args.metric]:.4f} ({row['tp']} TP, {row['fp']} FP, "
+            f"{row['fn']} FN, {row['merges']} merges, {row['splits']} splits){mark}"
+        )
+    best = evaluation.best(args.metric)
+    if args.promote:
+        import shutil
+
+        target = Path(args.model[0]) / "best_qc.safetensors"
+        write_atomic(target, lambda tmp: shutil.copyfile(best.source, tmp))
+        print(f"promoted {Path(best.source).name} to {target}")
+    print(f"wrote {out}/evaluation.csv, summary.csv, evaluation.json, report.html")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,312 @@
+"""Model QC: one or more models (or every checkpoint of a run) scored over a QC set.
+
+A QC set is a list of :class:`QCPair` (an image and its ground-truth labels), from a folder
+pair (:func:`load_qc_set`, paired by name as in ``segqc qc``) or from arrays. For each model
+and image, :func:`iter_evaluate` predicts (tile by tile, as ``segqc predict``), decodes with
+the model's settings and scores the labels exactly as ``segqc qc`` does (:func:`.run.run_qc`,
+merges and splits included). The network's maps and the labels are kept in a
+:class:`PredictionCache`, so re-scoring at another τ (:func:`score_evaluation`) or tuning the
+decoding never runs the network again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SegQCError, Stopped
+from .matching import threshold_key
+from .report import dataset_report
+from .run import run_qc
+
+#: Columns of ``evaluation.csv``: one row per (model, image); object scores at τ.
+SCORE_COLUMNS = (
+    *("n_gt", "n_pred", "tp", "fp", "fn", "merges", "splits", "precision", "recall", "f1"),
+    *("accuracy", "mean_matched_iou", "pq", "dsb_score", "pixel_iou"),
+)
+EVALUATION_COLUMNS = ("model", "checkpoint", "epoch", "image", *SCORE_COLUMNS)
+#: Columns of ``summary.csv``: one row per model or checkpoint, counts summed over images.
+SUMMARY_COLUMNS = ("model", "checkpoint", "epoch", "images", *SCORE_COLUMNS, "seconds", "best")
+#: Scores a best model or checkpoint can be chosen by (higher is better).
+METRICS = ("accuracy", "f1", "dsb_score", "pq", "precision", "recall", "mean_matched_iou")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to evaluate: ``source`` (built-in name, run folder or file) shown as
+    ``label``; ``checkpoint`` (``epoch_010``, ``best``, ``last``) and ``epoch`` in checkpoint
+    QC."""
+
+    label: str
+    source: str
+    checkpoint: str = ""
+    epoch: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique in an evaluation: the label, with the checkpoint in checkpoint QC."""
+        return row_key({"model": self.label, "checkpoint": self.checkpoint})
+
+
+def row_key(row: dict[str, Any]) -> str:
+    """The :attr:`ModelSpec.key` of an ``evaluation.csv`` or ``summary.csv`` row."""
+    return f"{row['model']} {row['checkpoint']}" if row["checkpoint"] else row["model"]
+
+
+@dataclass
+class QCPair:
+    """One image of a QC set with its ground-truth instance labels."""
+
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+
+
+def load_qc_set(images: str | os.PathLike, gt: str | os.PathLike) -> list[QCPair]:
+    """Image/label pairs from two folders (or two files), paired by name as in ``segqc qc``."""
+    from ..io import pair_files, read_image
+
+    pairs = []
+    for name, gt_file, image_file in pair_files(gt, images):
+        image, labels = read_image(image_file), read_image(gt_file)
+        if labels.dtype.kind not in "biu":
+            raise SegQCError(f"{gt_file}: ground truth must be an integer label image")
+        plane = image.shape[:-1] if image.ndim == labels.ndim + 1 else image.shape
+        if tuple(plane) != tuple(labels.shape):
+            raise SegQCError(
+                f"{name}: image {image_file} has shape {image.shape} but its ground truth "
+                f"{gt_file} has shape {labels.shape}"
+            )
+        pairs.append(QCPair(name, image, labels))
+    return pairs
+
+
+def run_checkpoints(run_dir: str | os.PathLike) -> list[ModelSpec]:
+    """Every checkpoint of a run folder: ``epoch_NNN`` by epoch, then ``best`` and ``last``,
+    each with the epoch stored in it."""
+    from ..models.weights import load_weights
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise SegQCError(f"--checkpoints needs a run folder; {run} is not a folder")
+    files = sorted(run.glob("epoch_[0-9][0-9][0-9]*.safetensors"))
+    files += [run / n for n in ("best.safetensors", "last.safetensors") if (run / n).is_file()]
+    if not files:
+        raise SegQCError(f"{run}: no checkpoints (epoch_NNN, best or last .safetensors)")
+    specs = []
+    for f in files:
+        epoch = load_weights(f, tensors=False)[1].get("epoch")
+        epoch = None if epoch is None else int(epoch) + 1  # stored 0-based, shown 1-based
+        specs.append(ModelSpec(run.name, str(f), f.stem, epoch))
+    return specs
+
+
+def model_specs(sources: Sequence[str], checkpoints: bool = False) -> list[ModelSpec]:
+    """Specs of ``--model`` arguments (each checked now); with ``checkpoints``, every
+    checkpoint of each run folder. Labels are unique (a suffix is added to repeated names)."""
+    from ..models.builtin import resolve_model_path
+
+    specs: list[ModelSpec] = []
+    for source in sources:
+        if checkpoints:
+            specs.extend(run_checkpoints(source))
+            continue
+        resolve_model_path(source)  # missing models fail before anything runs
+        path = Path(str(source))
+        label = path.name if path.exists() else str(source)
+        specs.append(ModelSpec(label, str(source)))
+    counts: dict[tuple[str, str], int] = {}
+    out = []
+    for spec in specs:
+        key = (spec.label, spec.checkpoint)
+        counts[key] = counts.get(key, 0) + 1
+        out.append(spec if counts[key] == 1 else replace(spec, label=f"{spec.label}_{counts[key]}"))
+    return out
+
+
+@dataclass
+class PredictionCache:
+    """The network's maps and the decoded labels per (model file, image, TTA), so re-scoring
+    or tuning never re-runs a network. A changed model file (size or time) is a new entry."""
+
+    maps: dict[tuple, np.ndarray] = field(default_factory=dict)
+    labels: dict[tuple, np.ndarray] = field(default_factory=dict)
+    configs: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def key(source: str, image: str, tta: bool) -> tuple:
+        from ..models.builtin import resolve_model_path
+
+        path = resolve_model_path(source)
+        stat = path.stat()
+        return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, image, bool(tta))
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """``done`` of ``total`` (model, image) pairs; ``model`` and ``image`` are the last one."""
+
+    done: int
+    total: int
+    model: str
+    image: str
+
+
+@dataclass
+class Evaluation:
+    """What :func:`iter_evaluate` returns: rows per (model, image), a QC report per model."""
+
+    specs: list[ModelSpec]
+    names: list[str]
+    threshold: float
+    rows: list[dict[str, Any]]
+    reports: list[dict[str, Any]]  # dataset_report per spec, in the order of specs
+    seconds: list[float]
+    configs: list[Any]  # each model's TrainConfig (decoding settings, model card)
+
+    def summary_rows(self, metric: str = "accuracy") -> list[dict[str, Any]]:
+        """One row per model or checkpoint (counts summed over images); ``best`` is 1 on the
+        row with the highest ``metric`` (the first of equals)."""
+        if metric not in METRICS:
+            raise SegQCError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        out = []
+        for spec, report, seconds in zip(self.specs, self.reports, self.seconds, strict=True):
+            row = _score_row(report["summary"], self.threshold)
+            out.append(
+                {
+                    **_spec_columns(spec),
+                    "images": len(report["images"]),
+                    **row,
+                    "seconds": round(seconds, 3),
+                    "best": 0,
+                }
+            )
+        values = [r[metric] if r[metric] is not None else -np.inf for r in out]
+        if out:
+            out[int(np.argmax(values))]["best"] = 1
+        return out
+
+    def best(self, metric: str = "accuracy") -> ModelSpec:
+        rows = self.summary_rows(metric)
+        return self.specs[next(i for i, r in enumerate(rows) if r["best"])]
+
+
+def _spec_columns(spec: ModelSpec) -> dict[str, Any]:
+    return {"model": spec.label, "checkpoint": spec.checkpoint, "epoch": spec.epoch}
+
+
+def _score_row(entry: dict[str, Any], threshold: float) -> dict[str, Any]:
+    objects = entry["objects"][threshold_key(threshold)]
+    values = {**objects, "dsb_score": entry["dsb_score"], "pixel_iou": entry["pixel"]["iou"]}
+    return {k: values[k] for k in SCORE_COLUMNS}
+
+
+def iter_evaluate(
+    specs: Sequence[ModelSpec],
+    qc_set: Sequence[QCPair],
+    *,
+    threshold: float = 0.5,
+    tta: bool = False,
+    device=None,
+    cache: PredictionCache | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Generator[EvalProgress, None, Evaluation]:
+    """Score every model of ``specs`` on every pair of ``qc_set``; yields an
+    :class:`EvalProgress` after each (model, image) and returns an :class:`Evaluation`.
+
+    Maps and labels already in ``cache`` are reused (``seconds`` then counts only what ran).
+    """
+    from ..instances.decoding import decode_labels
+    from ..predict.inference import iter_predict_probs
+    from ..predict.loading import load_model, read_config
+
+    if not specs:
+        raise SegQCError("no model to evaluate")
+    if not qc_set:
+        raise SegQCError("the QC set is empty")
+    if not 0.0 < threshold <= 1.0:
+        raise SegQCError(f"IoU threshold must be in (0, 1], got {threshold}")
+    cache = cache if cache is not None else PredictionCache()
+    total, done = len(specs) * len(qc_set), 0
+    reports, seconds, configs, rows = [], [], [], []
+    for spec in specs:
+        config, loaded = read_config(spec.source), None
+        t0, entries = time.perf_counter(), []
+        for pair in qc_set:
+            if stop is not None and stop():
+                raise Stopped("evaluation stopped")
+            key = PredictionCache.key(spec.source, pair.name, tta)
+            if key not in cache.labels:
+                if key not in cache.maps:
+                    loaded = loaded or load_model(spec.source, device)
+                    gen = iter_predict_probs(loaded, pair.image, tta=tta)
+                    cache.maps[key] = _run_to_end(gen, stop)
+                cache.labels[key] = decode_labels(cache.maps[key], config)
+            labels = cache.labels[key]
+            report = _scored(pair, labels, threshold)
+            entries.append(report)
+            rows.append(
+                {**_spec_columns(spec), "image": pair.name, **_score_row(report, threshold)}
+            )
+            done += 1
+            yield EvalProgress(done, total, spec.key, pair.name)
+        seconds.append(time.perf_counter() - t0)
+        reports.append(dataset_report(entries))
+        configs.append(config)
+    names = [p.name for p in qc_set]
+    return Evaluation(list(specs), names, threshold, rows, reports, seconds, configs)
+
+
+def _scored(pair: QCPair, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    if labels.shape != pair.gt.shape:
+        raise SegQCError(f"{pair.name}: labels {labels.shape} but ground truth {pair.gt.shape}")
+    return run_qc(pair.gt, labels, name=pair.name, threshold=threshold, maps=False).report
+
+
+def _run_to_end(gen, stop) -> np.ndarray:
+    while True:
+        if stop is not None and stop():
+            gen.close()
+            raise Stopped("evaluation stopped")
+        try:
+            next(gen)
+        except StopIteration as finished:
+            return finished.value
+
+
+def evaluate(specs, qc_set, **kwargs) -> Evaluation:
+    """:func:`iter_evaluate` run to the end."""
+    gen = iter_evaluate(specs, qc_set, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as finished:
+            return finished.value
+
+
+def score_evaluation(
+    evaluation: Evaluation, qc_set: Sequence[QCPair], cache: PredictionCache, threshold: float
+) -> Evaluation:
+    """The same evaluation scored at another IoU threshold from the cached labels (no
+    network, no decoding)."""
+    gen = iter_evaluate(
+        evaluation.specs, qc_set, threshold=threshold, cache=cache, tta=_tta_of(evaluation, cache)
+    )
+    while True:
+        try:
+            next(gen)
+        except StopIteration as finished:
+            result = finished.value
+            result.seconds = evaluation.seconds
+            return result
+
+
+def _tta_of(evaluation: Evaluation, cache: PredictionCache) -> bool:
+    spec, name = evaluation.specs[0], evaluation.names[0]
+    return PredictionCache.key(spec.source, name, True) in cache.labels
