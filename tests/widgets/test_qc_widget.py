@@ -45,13 +45,15 @@ def test_run_adds_named_maps_and_scores(qtbot, viewer_widget, sample_pair, error
     run_and_wait(qtbot, widget)
     assert not errors
     for kind, layer_type in MAP_TYPES.items():
+        if kind in ("ssim", "rse"):  # grey-value maps: off for Labels vs Labels
+            assert map_name(kind, "pred", "gt") not in viewer.layers
+            continue
         layer = viewer.layers[map_name(kind, "pred", "gt")]
         assert isinstance(layer, layer_type)
         assert layer.metadata[METADATA_KEY] == kind
         assert layer.data.shape == sample_pair[1].shape
-    assert viewer.layers["SSIM map [pred vs gt]"].name == "SSIM map [pred vs gt]"
     error = viewer.layers["Error map [pred vs gt]"].data
-    assert set(np.unique(error)) <= set(range(6)) and {1, 3, 5} <= set(np.unique(error))
+    assert set(np.unique(error)) <= set(range(8)) and {1, 3, 5} <= set(np.unique(error))
     expected = qc_report(sample_pair[1], degrade(sample_pair[1]))
     rows = widget.table.rows
     assert len(rows) == 1 and rows[0]["name"] == "image"
@@ -75,15 +77,15 @@ def test_rerun_replaces_its_layers(qtbot, viewer_widget, sample_pair):
 
 def test_foreign_layer_with_the_same_name_is_kept(qtbot, viewer_widget):
     viewer, widget = viewer_widget
-    mine = viewer.add_image(np.zeros((256, 256)), name="SSIM map [pred vs gt]")
+    mine = viewer.add_image(np.zeros((256, 256)), name="Object IoU [pred vs gt]")
     run_and_wait(qtbot, widget)
-    assert viewer.layers["SSIM map [pred vs gt]"] is mine
+    assert viewer.layers["Object IoU [pred vs gt]"] is mine
     assert METADATA_KEY not in mine.metadata
-    ours = viewer.layers["SSIM map [pred vs gt] (SegQC)"]
+    ours = viewer.layers["Object IoU [pred vs gt] (SegQC)"]
     n_layers = len(viewer.layers)
     run_and_wait(qtbot, widget)  # a re-run updates the suffixed layer, adds nothing
     assert len(viewer.layers) == n_layers
-    assert viewer.layers["SSIM map [pred vs gt] (SegQC)"] is ours
+    assert viewer.layers["Object IoU [pred vs gt] (SegQC)"] is ours
 
 
 def test_renamed_map_layer_is_never_touched(qtbot, viewer_widget):
@@ -105,7 +107,7 @@ def test_rerun_on_inputs_of_another_shape_replaces_the_maps(qtbot, viewer_widget
         viewer.layers[name].data = viewer.layers[name].data[:128, :100].copy()
     run_and_wait(qtbot, widget)
     assert len(viewer.layers) == n_layers
-    assert viewer.layers["RSE map [pred vs gt]"].data.shape == (128, 100)
+    assert viewer.layers["Object IoU [pred vs gt]"].data.shape == (128, 100)
 
 
 def test_error_map_colours_and_legend(qtbot, viewer_widget):
