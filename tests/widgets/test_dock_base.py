@@ -156,3 +156,41 @@ def test_three_docks_fit_a_1600_by_1000_screen(make_napari_viewer):
     assert window.width() <= 1600 and window.height() <= 1000
     for dock in docks:  # each dock keeps a readable width
         assert dock.width() >= 250
+
+
+def _ink_rows(widget) -> list[int]:
+    """How many pixels of each row of ``widget``'s rendering differ from its corner pixel."""
+    image = widget.grab().toImage()
+    corner = image.pixelColor(0, 0).lightness()
+    return [
+        sum(abs(image.pixelColor(x, y).lightness() - corner) > 40 for x in range(image.width()))
+        for y in range(image.height())
+    ]
+
+
+@pytest.mark.parametrize("kind", ["info", "error", "warning"])
+def test_notifications_show_underscores(qtbot, make_napari_viewer, kind):
+    """napari's collapsed notification clipped the lowest pixel rows: "nuclei_04" read
+    "nuclei 04". What the notification widget renders has the underscores."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    viewer = make_napari_viewer(show=True)
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment")
+    settle()
+    before = set(NapariQtNotification._instances)
+    if kind == "warning":
+        widget.on_warned(type("W", (), {"message": "________"})())
+    else:
+        getattr(widget, f"show_{kind}")("SegQC: ________")
+    settle()
+    (note,) = set(NapariQtNotification._instances) - before
+    label = note.message
+    assert label.text().endswith("________")  # the text as given: nothing escaped
+    qtbot.waitUntil(lambda: note.geom_anim.state() != note.geom_anim.State.Running)
+    margins = label.contentsMargins()
+    assert label.height() - margins.top() - margins.bottom() >= label.fontMetrics().height()
+    rows = _ink_rows(label)
+    underscores = [y for y, n in enumerate(rows) if n >= 20]  # a long horizontal stroke
+    assert underscores, rows
+    note.close()

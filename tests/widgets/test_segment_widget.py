@@ -63,7 +63,7 @@ def test_labels_appear_and_threshold_redecodes_without_the_network(qtbot, widget
     widget.threshold.value = 0.3  # a control change: decoding only
     assert widget._worker is worker  # no new network run
     assert len(np.unique(layer.data)) == 2 and layer.data[30, 30] > 0
-    assert widget.status.value == "1 objects"
+    assert widget.status.value == "1 object"
 
 
 def test_rerun_replaces_the_layer_and_probability_map(qtbot, widget):
@@ -93,13 +93,15 @@ def test_missing_model_file_is_a_notification(widget, errors, tmp_path):
     assert widget._worker is None and "choose a run folder" in errors[-1]
 
 
-def test_channel_mismatch_in_the_worker(qtbot, widget, errors, model_path):
-    widget.viewer.add_image(
-        np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8), name="rgb", rgb=True
-    )
+def test_colour_image_goes_to_a_grey_model_as_one_channel(qtbot, widget, errors):
+    rng = np.random.default_rng(0)
+    widget.viewer.add_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), name="rgb", rgb=True)
     widget.image_combo.value = widget.viewer.layers["rgb"]
+    channel = widget.inputs.channel
+    assert not channel.native.isHidden() and channel.value.startswith("grey")
+    widget.inputs.channel.value = "channel 2"
     run_and_wait(qtbot, widget)
-    assert "expects grey" in errors[-1] and "rgb labels" not in widget.viewer.layers
+    assert not errors and widget.viewer.layers["rgb labels"].data.shape == (64, 64)
 
 
 def test_trained_models_are_offered(widget, model_path):
@@ -152,13 +154,18 @@ def test_builtin_model_is_the_default(make_napari_viewer):
     assert not w.model_path.visible
 
 
-def test_controls_take_the_models_decoding_settings(qtbot, widget):
+def test_controls_keep_the_users_values_across_runs(qtbot, widget):
+    from napari_segqc.core.instances.decoding import decode_labels
+
+    assert widget.min_size.value == 15  # the picked model's own setting
     widget.min_size.value = 3
+    widget.threshold.value = 0.4
     run_and_wait(qtbot, widget)
-    assert widget.min_size.value == widget.model_config.min_size == 15
-    assert widget.threshold.value == widget.model_config.threshold
-    assert widget.split_height.value == pytest.approx(widget.model_config.split_height)
-    assert widget.min_object_prob.value == pytest.approx(widget.model_config.min_object_prob)
+    assert widget.min_size.value == 3 and widget.threshold.value == pytest.approx(0.4)
+    expected = decode_labels(widget.probs, widget.model_config, **widget.decoding_settings())
+    np.testing.assert_array_equal(widget.viewer.layers["img labels"].data, expected)
+    run_and_wait(qtbot, widget)  # a second run too
+    assert widget.min_size.value == 3
     assert widget.split_height.enabled  # an instance-target model
 
 

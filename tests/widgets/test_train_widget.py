@@ -38,7 +38,13 @@ def wait_done(qtbot, w, timeout=120_000):
 
 def test_trains_from_layers_with_live_curves_and_no_freeze(qtbot, widget, tmp_path, errors):
     widget.add_pair()
-    assert "1 pair(s): img + gt" in widget.pairs_label.value
+    assert widget.pairs_label.value == "1 pair:" and widget.pairs_list.item(0).text() == "img + gt"
+    curves = widget.curves
+    assert not any(ax.get_visible() for ax in curves.axes)  # no empty axes before an epoch
+    assert (
+        curves.placeholder.get_visible()
+        and "after the first epoch" in curves.placeholder.get_text()
+    )
     ticks = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -55,10 +61,26 @@ def test_trains_from_layers_with_live_curves_and_no_freeze(qtbot, widget, tmp_pa
     assert widget.last_model == tmp_path / "run" / "best.safetensors"
     assert TRAINED_MODELS[-1] == widget.last_model and widget.last_model.is_file()
     assert len(ticks) > 10  # the event loop kept running while training
-    assert widget.out_dir.value != tmp_path / "run"  # a fresh folder for the next run
+    assert all(ax.get_visible() for ax in curves.axes) and not curves.placeholder.get_visible()
+    curves.draw()
+    lo, hi = curves.axes[2].get_xlim()
+    shown = [t for t in curves.axes[2].get_xticks() if lo <= t <= hi]
+    assert shown == [1, 2]  # whole epochs only
+    assert widget.status.value.startswith("finished (2 epochs): best model")
+    assert widget.out_dir.value == tmp_path / "run"  # the user's folder: never changed silently
+    worker = widget._worker
+    widget.start()  # it holds a run now: refused, with a free name proposed
+    assert widget._worker is worker and widget.start_button.enabled  # nothing started
+    assert widget.status.is_error and "already holds a run" in widget.status.value
+    assert str(tmp_path / "run_2") in widget.status.value and "Resume" in widget.status.value
+    assert widget.out_dir.value == tmp_path / "run"
 
 
-def test_stop_leaves_a_loadable_checkpoint(qtbot, widget, tmp_path):
+def test_stop_says_where_it_stopped_and_leaves_a_checkpoint(qtbot, widget, tmp_path, monkeypatch):
+    from napari_segqc._widgets import base
+
+    notes = []
+    monkeypatch.setattr(base, "show_info", notes.append)
     widget.add_pair()
     widget.epochs.value = 50
     steps = []
@@ -71,14 +93,16 @@ def test_stop_leaves_a_loadable_checkpoint(qtbot, widget, tmp_path):
     widget.start()  # the worker loads data first: connecting now sees every report
     widget._worker.yielded.connect(stop_on_first_step)
     wait_done(qtbot, widget)
-    assert steps and len(widget.history) == 1 and widget.status.value.startswith("done")
+    assert steps and len(widget.history) == 1
+    assert widget.status.value.startswith("stopped at epoch 1 of 50: best model")
+    assert "training finished" not in widget.status.value
+    assert notes[-1].startswith("SegQC: training stopped at epoch 1 of 50;")
     weights, meta = load_weights(tmp_path / "run" / "last.safetensors")
     assert meta["config"]["epochs"] == 50
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert widget.out_dir.value == tmp_path / "run"  # kept: the run can be resumed
     widget.epochs.value = 3
     widget.resume.value = True  # resuming shows the run's plan, which can then be changed
-    assert widget.epochs.value == 3  # the output folder moved on to a fresh one: no run there
-    widget.out_dir.value = tmp_path / "run"
     assert widget.epochs.value == 50 and widget.status.value == "resume: 1 of 50 epochs done"
 
 
@@ -122,3 +146,29 @@ def test_worker_errors_are_notifications(qtbot, widget, errors):
     wait_done(qtbot, widget)
     assert errors and "masks are empty" in errors[-1]
     assert "failed" in widget.status.value
+
+
+def test_pairs_list_shows_every_pair_and_one_can_be_removed(widget):
+    viewer = widget.viewer
+    image, labels = viewer.layers["img"].data, viewer.layers["gt"].data
+    for k in (2, 3):
+        viewer.add_image(image[:, ::-1], name=f"img_{k}")
+        viewer.add_labels(labels[:, ::-1], name=f"gt_{k}")
+    for k in ("", "_2", "_3"):
+        widget.image_combo.value = viewer.layers[f"img{k}"]
+        widget.labels_combo.value = viewer.layers[f"gt{k}"]
+        widget.add_pair()
+    items = [widget.pairs_list.item(i).text() for i in range(widget.pairs_list.count())]
+    assert items == ["img + gt", "img_2 + gt_2", "img_3 + gt_3"]
+    assert widget.pairs_label.value == "3 pairs:" and not widget.pairs_list.isHidden()
+    widget.pairs_list.setCurrentRow(1)
+    widget.remove_pair_button.native.click()
+    assert [(i.name, m.name) for i, m in widget._pairs] == [("img", "gt"), ("img_3", "gt_3")]
+    assert widget.pairs_list.count() == 2 and widget.pairs_list.item(1).text() == "img_3 + gt_3"
+    viewer.layers["img_3"].name = "img three"  # renamed: the list follows
+    assert widget.pairs_list.item(1).text() == "img three + gt_3"
+    viewer.layers.remove("gt")  # a layer gone: its pair too
+    assert widget.pairs_list.count() == 1 and widget._pairs[0][1].name == "gt_3"
+    widget.clear_pairs()
+    assert widget.pairs_list.isHidden() and "no pairs yet" in widget.pairs_label.value
+    assert not widget.remove_pair_button.enabled

@@ -159,12 +159,12 @@ class DockWidget(Container):
     def show_error(self, message: str) -> None:
         """An error: in the status line (red) and as a napari notification."""
         self.status.show_text(message, error=True)
-        show_error(message)
+        _notify(show_error, message)
 
     def show_info(self, message: str, status: str | None = None) -> None:
         """A notification, also in the status line (or ``status`` there instead)."""
         self.status.show_text(message.removeprefix("SegQC: ") if status is None else status)
-        show_info(message)
+        _notify(show_info, message)
 
     # --- the worker ------------------------------------------------------------------------
     @property
@@ -235,10 +235,53 @@ class DockWidget(Container):
         self.show_error(f"SegQC {self.task} failed: {exc}")
 
     def on_warned(self, warning) -> None:
-        show_warning(f"SegQC: {warning.message}")
+        _notify(show_warning, f"SegQC: {warning.message}")
 
     def _on_finished(self) -> None:
         self.set_running(False)
+
+
+def _notify(show: Callable[[str], None], message: str) -> None:
+    """Show a napari notification, then make sure its one collapsed line is not clipped."""
+    show(message)
+    unclip_notifications()
+
+
+def unclip_notifications() -> None:
+    """Give napari's collapsed notifications the height of a full line of text.
+
+    napari (0.9) shows a notification collapsed to one line in a label whose contents are
+    1-2 px shorter than a line of the font, which cuts off the lowest pixels: underscores
+    vanish ("nuclei_04" reads "nuclei 04"). The text itself is left as it is (it is plain
+    text, not markdown); only the notification widgets grow by the missing pixels.
+    """
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+    except ImportError:  # pragma: no cover - napari without Qt
+        return
+    for note in list(getattr(NapariQtNotification, "_instances", ())):
+        try:
+            _unclip(note)
+        except (AttributeError, RuntimeError):  # another napari version; a deleted widget
+            continue
+
+
+def _unclip(note) -> None:
+    label = note.message
+    note.layout().activate()  # the label's height as the notification lays it out now
+    margins = label.contentsMargins()
+    missing = label.fontMetrics().height() + margins.top() + margins.bottom() - label.height()
+    if missing <= 0 or note.property("expanded"):
+        return
+    note.setMinimumHeight(note.minimumHeight() + missing)
+    geometry = note.geometry()
+    geometry.setTop(geometry.top() - missing)  # grows upwards: its bottom edge stays
+    note.setGeometry(geometry)
+    animation = getattr(note, "geom_anim", None)
+    if animation is not None and animation.state() == animation.State.Running:
+        end = animation.endValue()
+        end.setTop(end.top() - missing)
+        animation.setEndValue(end)
 
 
 class _FitWidth(QObject):

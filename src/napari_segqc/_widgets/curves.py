@@ -1,4 +1,8 @@
-"""Live training curves: a matplotlib canvas themed like the napari viewer."""
+"""Live training curves: a matplotlib canvas themed like the napari viewer.
+
+Before the first epoch there is nothing to plot: the canvas is a short line of text instead of
+empty axes. Epochs are whole numbers: the epoch axis only has integer ticks.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,11 @@ from collections.abc import Sequence
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+PLACEHOLDER = "curves appear after the first epoch"
+#: Canvas heights: the placeholder line; the plots.
+EMPTY_HEIGHT, PLOT_HEIGHT = 40, 300
 
 SERIES = (  # axis, history column, legend label
     (0, "train_loss", "train loss"),
@@ -34,10 +43,14 @@ class TrainingCurves(FigureCanvasQTAgg):
         self.axes[2].set_yscale("log")
         self.axes[2].set_ylim(1e-5, 1e-2)
         self.axes[2].set_xlabel("epoch")
+        self.axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by all three
+        self.placeholder = self.figure.text(
+            0.5, 0.5, PLACEHOLDER, ha="center", va="center", fontsize="small", wrap=True
+        )
         for ax in self.axes[:2]:
             ax.legend(loc="best", fontsize="small", frameon=False)
         self.apply_theme(theme)
-        self.setMinimumHeight(300)
+        self.show_history([])
 
     def apply_theme(self, theme: str) -> None:
         """Colours of the napari theme (background, text, grid)."""
@@ -46,6 +59,7 @@ class TrainingCurves(FigureCanvasQTAgg):
         t = get_theme(theme)
         bg, fg, grid = t.background.as_hex(), t.text.as_hex(), t.highlight.as_hex()
         self.figure.set_facecolor(bg)
+        self.placeholder.set_color(fg)
         for ax in self.axes:
             ax.set_facecolor(bg)
             ax.tick_params(colors=fg, labelsize="small")
@@ -73,7 +87,19 @@ class TrainingCurves(FigureCanvasQTAgg):
         self.axes[1].set_ylim(0, 1)
         if epochs:
             self.axes[2].set_xlim(0.5, max(epochs) + 0.5)
+        self._show_axes(bool(epochs))
         self.draw_idle()
+
+    def _show_axes(self, shown: bool) -> None:
+        """The plots once there is an epoch to show; until then the placeholder text only."""
+        for ax in self.axes:
+            ax.set_visible(shown)
+        self.placeholder.set_visible(not shown)
+        if shown:
+            self.setMinimumHeight(PLOT_HEIGHT)
+            self.setMaximumHeight(16_777_215)
+        else:
+            self.setFixedHeight(EMPTY_HEIGHT)
 
     def clear(self) -> None:
         self.show_history([])

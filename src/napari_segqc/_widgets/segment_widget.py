@@ -3,6 +3,10 @@
 The network runs once, in the dock's worker (:class:`.base.DockWidget`: progress, Cancel, status
 line); the decoding controls (threshold, minimum size, split height, minimum object probability)
 then only re-run :func:`napari_segqc.core.instances.decoding.decode_labels` on the kept maps.
+They start from the picked model's own settings (read from the file's header when the model is
+picked) and keep the user's values across runs; "Model defaults" restores the model's.
+What the model gets from the image (a colour image's channel, inverted intensities) and the
+warning when the image looks unlike the training data are :class:`.segment_inputs.ImageInputs`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,15 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image
 from napari.qt.threading import create_worker
 
@@ -19,6 +31,7 @@ from ..core.errors import SegQCError
 from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
 from .base import DockWidget
 from .layers import SEGMENT_METADATA_KEY
+from .segment_inputs import ImageInputs
 from .session import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
@@ -29,9 +42,11 @@ BUILTIN_NAMES = {title: name for name, title in BUILTIN_TITLES.items()}
 LIVE_DECODE_PIXELS = 4_000_000
 
 
-def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, tta: bool):
+def _segment_job(
+    source: str, image, device_name: str, tile: int, overlap: int, tta: bool, settings: dict
+):
     """Worker body: load the model, predict tile by tile (yielding (done, total)), decode with
-    the model's settings."""
+    the decoding ``settings`` the dock shows."""
     from ..core.device import pick_device
     from ..core.instances.decoding import decode_labels
     from ..core.predict.inference import iter_predict_probs
@@ -46,7 +61,7 @@ def _segment_job(source: str, image, device_name: str, tile: int, overlap: int, 
         overlap=overlap,
         tta=tta,
     )
-    return loaded.config, probs, decode_labels(probs, loaded.config)
+    return loaded.config, probs, decode_labels(probs, loaded.config, **settings), settings
 
 
 class SegmentWidget(DockWidget):
@@ -61,13 +76,18 @@ class SegmentWidget(DockWidget):
         self._decode_worker = None
         self._decode_pending = False
         self.probs: np.ndarray | None = None
+        #: the config of the model that made :attr:`probs`
         self.model_config = None
+        #: the config of the picked model (its header), None if it cannot be read
+        self.picked_config = None
         self._image_layer: Image | None = None
         self.image_combo = self.layer_picker("Image", Image)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
         self.model_path = FileEdit(
             label="Model file", mode="r", visible=False, filter="*.safetensors"
         )
+        self.model_path.choose_btn.text = "Browse..."  # the path gets the room
+        self.inputs = ImageInputs(self)
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"])
         self.tile = SpinBox(label="Tile size", value=1024, min=64, max=4096, step=32)
         self.overlap = SpinBox(label="Overlap", value=64, min=0, max=1024, step=8)
@@ -99,6 +119,11 @@ class SegmentWidget(DockWidget):
             "split_height": self.split_height,
             "min_object_prob": self.min_object_prob,
         }
+        self.defaults_button = PushButton(
+            text="Model defaults",
+            tooltip="Set threshold, min size, split height and min object prob to the picked "
+            "model's own settings",
+        )
         self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
         form = Container(
@@ -106,6 +131,9 @@ class SegmentWidget(DockWidget):
                 self.image_combo,
                 self.model_combo,
                 self.model_path,
+                self.inputs.channel,
+                self.inputs.invert,
+                self.inputs.note,
                 self.device,
                 self.tile,
                 self.overlap,
@@ -115,12 +143,15 @@ class SegmentWidget(DockWidget):
                 self.min_size,
                 self.split_height,
                 self.min_object_prob,
+                self.defaults_button,
                 self.show_probs,
             ],
             labels=True,
         )
         self.add(form)
         self.model_combo.changed.connect(self._on_model_choice)
+        self.model_path.changed.connect(lambda _v: self._read_picked_model())
+        self.defaults_button.changed.connect(self.model_defaults)
         for control in self.decoding_controls.values():
             control.changed.connect(self.redecode)
         self._on_model_choice(self.model_combo.value)
@@ -132,6 +163,40 @@ class SegmentWidget(DockWidget):
 
     def _on_model_choice(self, value) -> None:
         self.model_path.visible = value == FILE_CHOICE
+        self._read_picked_model()
+
+    def _read_picked_model(self) -> None:
+        """Read the picked model's config (header only: fast); its decoding settings go to the
+        controls (no question asked: a new model, its own settings)."""
+        from ..core.predict.loading import read_config
+
+        self.picked_config = None
+        try:
+            self.picked_config = read_config(self.model_source())
+        except SegQCError as exc:
+            if self.model_combo.value != FILE_CHOICE or Path(self.model_path.value).is_file():
+                self.show_error(f"cannot read the model: {exc}")
+        else:
+            self.set_controls(self.picked_config)
+        self.inputs.refresh()
+
+    def set_controls(self, config) -> None:
+        """Show ``config``'s decoding settings in the controls (nothing re-decoded)."""
+        for name, control in self.decoding_controls.items():
+            with control.changed.blocked():
+                control.value = getattr(config, name)
+        self.split_height.enabled = config.target_mode == "instance"
+
+    def model_defaults(self, _value=None) -> None:
+        """Restore the picked model's decoding settings, and decode the kept maps with them."""
+        if self.picked_config is None:
+            self.show_error("pick a model whose settings can be read first")
+            return
+        self.set_controls(self.picked_config)
+        self.redecode()
+
+    def decoding_settings(self) -> dict:
+        return {name: control.value for name, control in self.decoding_controls.items()}
 
     def model_source(self) -> str:
         value = self.model_combo.value
@@ -145,21 +210,29 @@ class SegmentWidget(DockWidget):
         return BUILTIN_NAMES.get(value, value)
 
     def prepare(self):
+        """Check the inputs against the model's header (channels, shapes) before the model is
+        loaded, so that a mismatch is said at once."""
+        from ..core.predict.inference import check_image
+        from ..core.predict.loading import read_config
+
         image = self.image_combo.value
         if image is None:
             raise SegQCError("open or pick an image layer to segment")
         if image.multiscale:
             raise SegQCError(f"{image.name!r}: multiscale images are not supported yet")
         source = self.model_source()
+        data = self.inputs.model_input(image)
+        check_image(data, read_config(source))
         self._image_layer = image
         return partial(
             _segment_job,
             source,
-            image.data,
+            data,
             self.device.value,
             int(self.tile.value),
             int(self.overlap.value),
             bool(self.tta.value),
+            self.decoding_settings(),
         )
 
     def cancel(self) -> None:
@@ -172,17 +245,15 @@ class SegmentWidget(DockWidget):
         self.set_progress(*done_total)
 
     def on_returned(self, result) -> None:
-        self.model_config, self.probs, labels = result
-        # the controls take the model's own decoding settings, which made these labels
-        for name, control in self.decoding_controls.items():
-            with control.changed.blocked():
-                control.value = getattr(self.model_config, name)
+        self.model_config, self.probs, labels, settings = result
         self.split_height.enabled = self.model_config.target_mode == "instance"
-        self._show_labels(labels)
+        self._show_labels(labels)  # ids unique across slices: the max is the total count
         if self.show_probs.value:
             foreground = self.probs[..., 0, :, :]
             self._put_layer(f"{self._image_layer.name} probability", foreground, "image")
-        self.show_info(f"SegQC: {self._image_layer.name}: {int(labels.max())} objects")
+        self.show_info(f"SegQC: {self._image_layer.name}: {_objects(labels)}")
+        if settings != self.decoding_settings():  # changed while the network ran
+            self.redecode()
 
     def redecode(self, _value=None) -> None:
         """Decode the kept maps with the current settings of the decoding controls (no
@@ -192,7 +263,7 @@ class SegmentWidget(DockWidget):
             return
         from ..core.instances.decoding import decode_labels
 
-        settings = {name: control.value for name, control in self.decoding_controls.items()}
+        settings = self.decoding_settings()
         if self.probs[..., 0, :, :].size <= LIVE_DECODE_PIXELS:
             self._show_labels(decode_labels(self.probs, self.model_config, **settings))
             return
@@ -226,7 +297,7 @@ class SegmentWidget(DockWidget):
 
     def _show_labels(self, labels: np.ndarray) -> None:
         self.labels_layer = self._put_layer(f"{self._image_layer.name} labels", labels, "labels")
-        self.set_status(f"{int(labels.max())} objects")
+        self.set_status(_objects(labels))
 
     def _put_layer(self, name: str, data: np.ndarray, kind: str):
         src = self._image_layer
@@ -250,3 +321,11 @@ class SegmentWidget(DockWidget):
             metadata={SEGMENT_METADATA_KEY: True},
             **options,
         )
+
+
+def _objects(labels: np.ndarray) -> str:
+    """The object count of labels whose ids are unique across slices (1, 2, ... n)."""
+    n = int(labels.max()) if labels.size else 0
+    slices = labels.shape[:-2]
+    where = f" in {int(np.prod(slices))} slices" if slices and int(np.prod(slices)) > 1 else ""
+    return f"{n} object{'s' if n != 1 else ''}{where}"

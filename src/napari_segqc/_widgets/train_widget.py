@@ -3,7 +3,8 @@
 The work is :func:`napari_segqc.core.train.loop.iter_train`, run in the dock's worker
 (:class:`.base.DockWidget`); the widget only gathers inputs, shows progress and live curves, and
 remembers the best model it produced. Stop is cooperative: training ends after the current step
-and saves last.safetensors.
+and saves last.safetensors. The output folder is the user's: never changed behind their back; a
+folder that already holds a run is refused at Start (unless resuming), with a free name proposed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
+from qtpy.QtWidgets import QAbstractItemView, QListWidget
 from superqt import QCollapsible
 
 from ..core.device import PRECISIONS
@@ -41,10 +43,22 @@ from .curves import TrainingCurves
 from .session import TRAINED_MODELS
 
 NO_PAIRS = "no pairs yet: pick an image and its labels, Add pair"
+#: Rows the pairs list shows before it scrolls.
+PAIR_ROWS = 5
 
 
 def _new_run_dir() -> Path:
     return Path.home() / "segqc_runs" / time.strftime("run_%Y%m%d_%H%M%S")
+
+
+def _free_name(out: Path) -> Path:
+    """``out`` itself if it holds no run, else the first free ``<name>_2``, ``<name>_3``..."""
+    n = 2
+    candidate = out
+    while (candidate / "state.safetensors").exists() or candidate.is_file():
+        candidate = out.with_name(f"{out.name}_{n}")
+        n += 1
+    return candidate
 
 
 def _train_job(load, config: TrainConfig, out: Path, resume: bool, stop):
@@ -66,6 +80,7 @@ class TrainWidget(DockWidget):
         self._pairs: list[tuple[Image, Labels]] = []
         self.history: list[dict[str, Any]] = []
         self.last_model: Path | None = None
+        self._planned_epochs = 0
 
         self.source = RadioButtons(
             label="Training data",
@@ -76,8 +91,14 @@ class TrainWidget(DockWidget):
         self.image_combo = self.layer_picker("Image", Image, exact=True)
         self.labels_combo = self.layer_picker("Labels", Labels, exact=True)
         self.add_pair_button = PushButton(text="Add pair")
+        self.remove_pair_button = PushButton(text="Remove", enabled=False)
         self.clear_pairs_button = PushButton(text="Clear pairs")
         self.pairs_label = wrapping(Label(value=NO_PAIRS))
+        self.pairs_list = QListWidget()
+        self.pairs_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.pairs_list.setToolTip("Training pairs: image + labels (select one to remove it)")
+        self.pairs_list.setVisible(False)
+        self.pairs_list.setSpacing(2)  # rows readable, not packed
         self.folder = FileEdit(
             label="Folder",
             mode="d",
@@ -96,7 +117,15 @@ class TrainWidget(DockWidget):
         self.patch = SpinBox(label="Patch size", value=256, min=32, max=2048, step=32)
         self.batch = SpinBox(label="Batch size", value=8, min=1, max=512)
         self.lr = FloatSpinBox(label="Learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
-        self.out_dir = FileEdit(label="Output folder", mode="d", value=_new_run_dir())
+        self.out_dir = FileEdit(
+            label="Output folder",
+            mode="d",
+            value=_new_run_dir(),
+            tooltip="The run's folder (created if needed). A folder that holds a run already "
+            "is only used to resume it.",
+        )
+        for edit in (self.folder, self.out_dir):  # the path gets the room, not the button
+            edit.choose_btn.text = "Browse..."
         self.resume = CheckBox(text="Resume the run in the output folder", value=False)
         advanced = [
             ComboBox(name="loss", label="Loss", choices=sorted(LOSSES), value="bce_dice"),
@@ -119,17 +148,21 @@ class TrainWidget(DockWidget):
         self.curves = TrainingCurves(getattr(napari_viewer, "theme", "dark"))
 
         pair_buttons = Container(
-            widgets=[self.add_pair_button, self.clear_pairs_button],
+            widgets=[self.add_pair_button, self.remove_pair_button, self.clear_pairs_button],
             layout="horizontal",
             labels=False,
         )
+        pair_buttons.margins = (0, 0, 0, 0)
+        self.pairs_box = Container(widgets=[self.pairs_label], labels=False)
+        self.pairs_box.margins = (0, 0, 0, 0)
+        self.pairs_box.native.layout().addWidget(self.pairs_list)
         form = Container(
             widgets=[
                 self.source,
                 self.image_combo,
                 self.labels_combo,
                 pair_buttons,
-                self.pairs_label,
+                self.pairs_box,
                 self.folder,
                 self.arch,
                 self.encoder,
@@ -148,7 +181,11 @@ class TrainWidget(DockWidget):
         self.add(form, collapsible, self.run_panel, self.curves)
         self.source.changed.connect(self._on_source)
         self.add_pair_button.changed.connect(self.add_pair)
+        self.remove_pair_button.changed.connect(self.remove_pair)
         self.clear_pairs_button.changed.connect(self.clear_pairs)
+        self.pairs_list.currentRowChanged.connect(
+            lambda row: setattr(self.remove_pair_button, "enabled", row >= 0)
+        )
         self.resume.changed.connect(self._on_resume)
         self.out_dir.changed.connect(lambda _v: self._on_resume(self.resume.value))
 
@@ -171,8 +208,9 @@ class TrainWidget(DockWidget):
             self.image_combo,
             self.labels_combo,
             self.add_pair_button,
+            self.remove_pair_button,
             self.clear_pairs_button,
-            self.pairs_label,
+            self.pairs_box,
         ):
             w.visible = layers
         self.folder.visible = not layers
@@ -192,13 +230,43 @@ class TrainWidget(DockWidget):
             return
         if (image, labels) not in self._pairs:
             self._pairs.append((image, labels))
-        self.pairs_label.value = f"{len(self._pairs)} pair(s): " + "; ".join(
-            f"{i.name} + {m.name}" for i, m in self._pairs
-        )
+        self._show_pairs()
+        self.pairs_list.setCurrentRow(self._pairs.index((image, labels)))
+
+    def remove_pair(self, _value=None) -> None:
+        """Remove the pair selected in the list."""
+        row = self.pairs_list.currentRow()
+        if 0 <= row < len(self._pairs):
+            del self._pairs[row]
+            self._show_pairs()
+            self.pairs_list.setCurrentRow(min(row, len(self._pairs) - 1))
 
     def clear_pairs(self) -> None:
         self._pairs = []
-        self.pairs_label.value = NO_PAIRS
+        self._show_pairs()
+
+    def on_layers_changed(self, event) -> None:
+        """Pairs follow their layers: renamed, they show the new names; removed, they go."""
+        layers = list(self.viewer.layers)
+        kept = [(i, m) for i, m in self._pairs if i in layers and m in layers]
+        if kept != self._pairs or getattr(event, "type", None) == "name":
+            self._pairs = kept
+            self._show_pairs()
+
+    def _show_pairs(self) -> None:
+        """The pairs list shows every pair; the label above it how many."""
+        row = self.pairs_list.currentRow()
+        self.pairs_list.clear()
+        self.pairs_list.addItems([f"{i.name} + {m.name}" for i, m in self._pairs])
+        n = len(self._pairs)
+        self.pairs_label.value = f"{n} pair{'s' if n != 1 else ''}:" if n else NO_PAIRS
+        self.pairs_list.setVisible(n > 0)
+        rows = max(1, min(n, PAIR_ROWS))
+        frame = 2 * self.pairs_list.frameWidth()
+        row_height = self.pairs_list.sizeHintForRow(0) + 2 * self.pairs_list.spacing()
+        self.pairs_list.setFixedHeight(rows * row_height + frame + 2)
+        self.pairs_list.setCurrentRow(min(row, n - 1))
+        self.remove_pair_button.enabled = self.pairs_list.currentRow() >= 0
 
     def _loader(self):
         """A function that builds the samples (run in the worker); data read here."""
@@ -243,13 +311,23 @@ class TrainWidget(DockWidget):
 
     # --- run ----------------------------------------------------------------------------------
     def prepare(self):
+        from ..core.train.config import check_training
+        from ..core.train.run_folder import check_run_folder
+
         load = self._loader()
         config = self.config()
-        config.check()
+        check_training(config)
+        out, resume = Path(self.out_dir.value), bool(self.resume.value)
+        if not resume and (out / "state.safetensors").exists():
+            raise SegQCError(
+                f'{out} already holds a run: tick "{self.resume.text}" to continue it, or '
+                f"pick another output folder (e.g. {_free_name(out)})"
+            )
+        check_run_folder(out, resume)
         self._stop.clear()
         self.history = []
+        self._planned_epochs = config.epochs
         self.curves.clear()
-        out, resume = Path(self.out_dir.value), bool(self.resume.value)
         return partial(_train_job, load, config, out, resume, self._stop.is_set)
 
     def start(self) -> None:
@@ -269,6 +347,7 @@ class TrainWidget(DockWidget):
                 f"loss {report.loss:.4f}"
             )
         elif isinstance(report, EpochReport):
+            self._planned_epochs = report.epochs
             self.history.append(
                 {
                     k: getattr(report, k)
@@ -284,9 +363,14 @@ class TrainWidget(DockWidget):
     def on_returned(self, best: Path) -> None:
         self.last_model = Path(best)
         TRAINED_MODELS.append(self.last_model)
+        done, planned = (self.history[-1]["epoch"] + 1 if self.history else 0), self._planned_epochs
+        if self._stop.is_set():
+            what = f"stopped at epoch {done} of {planned}"
+        elif done < planned:
+            what = f"stopped early at epoch {done} of {planned} (no better validation score)"
+        else:
+            what = f"finished ({planned} epochs)"
         self.show_info(
-            f"SegQC: training finished; best model {self.last_model}",
-            status=f"done: best model {self.last_model}",
+            f"SegQC: training {what}; best model {self.last_model}",
+            status=f"{what}: best model {self.last_model}",
         )
-        if not self.resume.value:
-            self.out_dir.value = _new_run_dir()
