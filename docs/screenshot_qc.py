@@ -27,20 +27,13 @@ def _wait(condition, timeout: float) -> None:
             raise TimeoutError("quality control did not finish in time")
 
 
-def main(out: Path = OUT, size: tuple[int, int] = (1600, 950), dock_width: int = 560) -> Path:
-    import napari
+def save_window(viewer, widget, out: Path, dock_width: int) -> None:
+    """Give the widget's dock ``dock_width`` pixels, fit the image to the canvas and save the
+    whole window as a PNG."""
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QDockWidget
     from skimage.io import imsave
 
-    viewer = napari.Viewer(title="napari-segqc", show=False)
-    viewer.open_sample("napari-segqc", "nuclei_dense")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-segqc", "Quality control")
-    viewer.window._qt_window.resize(*size)
-    widget.run()
-    _wait(lambda: widget.run_button.enabled, timeout=300)
-    if widget.report is None:
-        raise RuntimeError("quality control failed: see the notification above")
     qt_window = viewer.window._qt_window
     dock = widget.native
     while not isinstance(dock, QDockWidget):
@@ -52,6 +45,20 @@ def main(out: Path = OUT, size: tuple[int, int] = (1600, 950), dock_width: int =
     _wait(lambda: time.monotonic() > deadline, timeout=5)  # let the canvas draw the new layers
     out.parent.mkdir(parents=True, exist_ok=True)
     imsave(out, viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
+
+
+def main(out: Path = OUT, size: tuple[int, int] = (1600, 950), dock_width: int = 560) -> Path:
+    import napari
+
+    viewer = napari.Viewer(title="napari-segqc", show=False)
+    viewer.open_sample("napari-segqc", "nuclei_dense")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-segqc", "Quality control")
+    viewer.window._qt_window.resize(*size)
+    widget.run()
+    _wait(lambda: widget.run_button.enabled, timeout=300)
+    if widget.report is None:
+        raise RuntimeError("quality control failed: see the notification above")
+    save_window(viewer, widget, out, dock_width)
     viewer.close()
     return out
 

@@ -17,7 +17,15 @@ import re
 from collections.abc import Callable, Generator
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, Widget
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    Widget,
+)
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, Qt
@@ -125,7 +133,8 @@ class DockWidget(Container):
     def add(self, *parts: Widget | QWidget) -> None:
         """Append magicgui widgets (a labelled Container for a form) or Qt widgets to the dock.
 
-        Combo boxes in them are made narrow-able, so that a long item never widens the dock.
+        Combo boxes in them are made narrow-able, so that a long item never widens the dock, and
+        file pickers get a short "Browse..." button, so that the path gets the room.
         """
         for part in parts:
             if not isinstance(part, Widget):
@@ -134,8 +143,11 @@ class DockWidget(Container):
                 box.native.layout().addWidget(part)
                 part = box
             self.body.append(part)
-            for combo in _combos(part):
-                narrow(combo)
+            for widget in _leaves(part):
+                if isinstance(widget, ComboBox):
+                    narrow(widget)
+                elif isinstance(widget, FileEdit):
+                    widget.choose_btn.text = "Browse..."
 
     def layer_picker(self, label: str, *kinds: type, exact: bool = False, **kwargs):
         """A ComboBox of the viewer's layers of ``kinds`` that keeps its layer on renames."""
@@ -161,6 +173,11 @@ class DockWidget(Container):
         self.status.show_text(message, error=True)
         _notify(show_error, message)
 
+    def show_warning(self, message: str) -> None:
+        """A warning: in the status line and as a napari warning notification."""
+        self.status.show_text(message.removeprefix("SegQC: "))
+        _notify(show_warning, message)
+
     def show_info(self, message: str, status: str | None = None) -> None:
         """A notification, also in the status line (or ``status`` there instead)."""
         self.status.show_text(message.removeprefix("SegQC: ") if status is None else status)
@@ -185,9 +202,16 @@ class DockWidget(Container):
         except SegQCError as exc:
             self.show_error(str(exc))
             return
+        self.start_job(job)
+
+    def start_job(self, job: Callable[[], Generator], busy_text: str | None = None) -> None:
+        """Run ``job`` (a generator function) in the dock's worker: Run/Stop, progress, the
+        hooks; :meth:`run` starts the job :meth:`prepare` returns, a dock may start others."""
+        if self.running:
+            return
         self.set_progress(0, 1)
         self.progress.visible = True
-        self.set_status(self.busy_text)
+        self.set_status(busy_text or self.busy_text)
         self.set_running(True)
         self._worker = create_worker(
             job,
@@ -235,10 +259,15 @@ class DockWidget(Container):
         self.show_error(f"SegQC {self.task} failed: {exc}")
 
     def on_warned(self, warning) -> None:
+        """A warning the worker raised (e.g. smaller tiles after running out of memory)."""
         _notify(show_warning, f"SegQC: {warning.message}")
+
+    def on_finished(self) -> None:
+        """Hook: the worker ended (done, stopped or failed); Run is enabled again."""
 
     def _on_finished(self) -> None:
         self.set_running(False)
+        self.on_finished()
 
 
 def _notify(show: Callable[[str], None], message: str) -> None:
@@ -301,9 +330,10 @@ class _FitWidth(QObject):
         return False
 
 
-def _combos(widget: Widget):
-    if isinstance(widget, ComboBox):
-        yield widget
-    elif isinstance(widget, Container):
+def _leaves(widget: Widget):
+    """The widgets in a widget (itself, or a container's, recursively; a FileEdit is one)."""
+    if isinstance(widget, Container) and not isinstance(widget, FileEdit):
         for child in widget:
-            yield from _combos(child)
+            yield from _leaves(child)
+    else:
+        yield widget

@@ -54,24 +54,8 @@ class TrainingCurves(FigureCanvasQTAgg):
 
     def apply_theme(self, theme: str) -> None:
         """Colours of the napari theme (background, text, grid)."""
-        from napari.utils.theme import get_theme
-
-        t = get_theme(theme)
-        bg, fg, grid = t.background.as_hex(), t.text.as_hex(), t.highlight.as_hex()
-        self.figure.set_facecolor(bg)
+        fg = theme_axes(self.figure, self.axes, theme)
         self.placeholder.set_color(fg)
-        for ax in self.axes:
-            ax.set_facecolor(bg)
-            ax.tick_params(colors=fg, labelsize="small")
-            ax.yaxis.label.set_color(fg)
-            ax.xaxis.label.set_color(fg)
-            for spine in ax.spines.values():
-                spine.set_color(grid)
-            ax.grid(True, color=grid, alpha=0.4, linewidth=0.5)
-            legend = ax.get_legend()
-            if legend is not None:
-                for text in legend.get_texts():
-                    text.set_color(fg)
         self.draw_idle()
 
     def show_history(self, rows: Sequence[dict]) -> None:
@@ -107,3 +91,27 @@ class TrainingCurves(FigureCanvasQTAgg):
 
 def _finite(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def theme_axes(figure: Figure, axes, theme: str) -> str:
+    """Colours of the napari theme (background, text, grid) on a figure's axes; returns the
+    text colour."""
+    from napari.utils.theme import get_theme
+
+    t = get_theme(theme)
+    bg, fg, grid = t.background.as_hex(), t.text.as_hex(), t.highlight.as_hex()
+    figure.set_facecolor(bg)
+    for ax in axes:
+        ax.set_facecolor(bg)
+        ax.tick_params(colors=fg, labelsize="small")
+        ax.yaxis.label.set_color(fg)
+        ax.xaxis.label.set_color(fg)
+        ax.title.set_color(fg)
+        for spine in ax.spines.values():
+            spine.set_color(grid)
+        ax.grid(True, color=grid, alpha=0.4, linewidth=0.5)
+        legend = ax.get_legend()
+        if legend is not None:
+            for text in legend.get_texts():
+                text.set_color(fg)
+    return fg

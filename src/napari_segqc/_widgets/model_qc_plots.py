@@ -3,35 +3,15 @@ epoch of a run's checkpoints; themed like the napari viewer, points clickable.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
+from .curves import theme_axes
+
 PLOTS = ("per image", "A vs B", "checkpoints")
-
-
-def theme_axes(figure: Figure, axes: Sequence, theme: str) -> None:
-    """Colours of the napari theme (background, text, grid) on a figure's axes."""
-    from napari.utils.theme import get_theme
-
-    t = get_theme(theme)
-    bg, fg, grid = t.background.as_hex(), t.text.as_hex(), t.highlight.as_hex()
-    figure.set_facecolor(bg)
-    for ax in axes:
-        ax.set_facecolor(bg)
-        ax.tick_params(colors=fg, labelsize="small")
-        ax.yaxis.label.set_color(fg)
-        ax.xaxis.label.set_color(fg)
-        ax.title.set_color(fg)
-        for spine in ax.spines.values():
-            spine.set_color(grid)
-        ax.grid(True, color=grid, alpha=0.4, linewidth=0.5)
-        legend = ax.get_legend()
-        if legend is not None:
-            for text in legend.get_texts():
-                text.set_color(fg)
 
 
 class ModelQCPlot(FigureCanvasQTAgg):

@@ -92,7 +92,7 @@ class ModelQCWidget(DockWidget):
         self.gt_dir = FileEdit(label="Ground truth", mode="d", tooltip="labels, paired by name")
         self.image_combo = self.layer_picker("Image", Image, visible=False)
         self.labels_combo = self.layer_picker("Labels", Labels, exact=True, visible=False)
-        self.add_pair_button = PushButton(text="Add pair", visible=False)
+        self.add_pair_button = PushButton(text="Add pair")
         self.pairs_label = Label(value="no pairs yet", visible=False)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
         self.model_path = FileEdit(label="Model file", mode="r", visible=False)
@@ -117,6 +117,7 @@ class ModelQCWidget(DockWidget):
         self.export_button = PushButton(text="Export report...", enabled=False)
         self.tune_button = PushButton(text="Tune decoding", enabled=False)
         row = partial(Container, layout="horizontal", labels=False)
+        self.pair_row = row(widgets=[self.add_pair_button], visible=False)
         self.add(
             Container(
                 widgets=[
@@ -128,7 +129,7 @@ class ModelQCWidget(DockWidget):
                 ],
                 labels=True,
             ),
-            row(widgets=[self.add_pair_button]),
+            self.pair_row,
             self.pairs_label,
             Container(widgets=[self.model_combo, self.model_path], labels=True),
             row(widgets=[self.add_model_button, self.remove_model_button]),
@@ -164,7 +165,7 @@ class ModelQCWidget(DockWidget):
 
     def _on_source(self, value: str) -> None:
         layers = value == "Layers"
-        for w in (self.image_combo, self.labels_combo, self.add_pair_button, self.pairs_label):
+        for w in (self.image_combo, self.labels_combo, self.pair_row, self.pairs_label):
             w.visible = layers
         self.images_dir.visible = self.gt_dir.visible = not layers
 
@@ -375,18 +376,8 @@ class ModelQCWidget(DockWidget):
         threshold = self.evaluation.threshold
         config = self.evaluation.configs[0]
         self._mode = "tune"
-        self._start(
-            partial(_tune_job, config, maps, gts, metric, threshold, spec.source, dest, names)
-        )
-
-    def _start(self, job) -> None:
-        """Run ``job`` in the dock's worker (Run/Stop, progress) instead of an evaluation."""
-        original = self.prepare
-        self.prepare = lambda: job
-        try:
-            self.run()
-        finally:
-            self.prepare = original
+        job = partial(_tune_job, config, maps, gts, metric, threshold, spec.source, dest, names)
+        self.start_job(job, busy_text="tuning the decoding...")
 
     def _on_tuned(self, result) -> None:
         tuned, path = result

@@ -15,7 +15,6 @@ from napari.layers import Image, Layer
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QBrush, QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -32,7 +31,7 @@ from ..core.io import write_text
 from ..core.qc.inputs import as_labels, read_slice, to_grayscale
 from ..core.qc.objects import error_rows, object_rows, objects_csv
 from ..core.qc.pixel import ERROR_COLORS
-from .score_table import TightDelegate
+from .score_table import TightDelegate, compact_table
 
 #: Columns shown: (row key, header, tooltip).
 COLUMNS = (
@@ -83,14 +82,7 @@ class ObjectTable(QTableWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(0, len(COLUMNS), parent)
         self._rows: list[Mapping[str, Any]] = []
-        for col, (_, label, tip) in enumerate(COLUMNS):
-            item = QTableWidgetItem(label)
-            item.setToolTip(tip)
-            self.setHorizontalHeaderItem(col, item)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.verticalHeader().setVisible(False)
+        compact_table(self, [(label, tip) for _, label, tip in COLUMNS])
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.horizontalHeader().setStretchLastSection(True)
         self.horizontalHeader().setMinimumSectionSize(8)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from functools import partial
 from typing import Any
-from warnings import WarningMessage
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton
@@ -242,14 +241,7 @@ class QCWidget(DockWidget):
             if layer in self.viewer.layers and layer.name in (name, name + STALE)
         ]
 
-    def run(self) -> None:
-        if self.running:
-            return
-        super().run()
-        if self.running and self._worker is not None:
-            self._worker.finished.connect(self._after_run)
-
-    def _after_run(self) -> None:
+    def on_finished(self) -> None:
         if self._pending:  # an input changed while it ran: once more, after the pause
             self._pending = False
             self._timer.start()
@@ -275,8 +267,8 @@ class QCWidget(DockWidget):
             arrays.append(data)
         check_pair(arrays[0], arrays[1], gt_name=gt.name, pred_name=pred.name)
         warning = image_like_warning([pred, gt])
-        if warning and not auto:  # the notification through the base's warning hook
-            self.on_warned(WarningMessage(warning, UserWarning, __file__, 0))
+        if warning and not auto:
+            self.show_warning(f"SegQC: {warning}")
         foreground = None if self.auto_foreground.value else float(self.foreground.value)
         self._job = {
             "gt_layer": gt,

@@ -62,6 +62,19 @@ GREY_NOTE = "Labels vs Labels: compares the binary foregrounds (meant for grey-v
 STALE_COLOR = "#8a8a8a"
 
 
+def compact_table(table: QTableWidget, headers: list[tuple[str, str]]) -> None:
+    """A read-only table of whole rows, one selected at a time, no row numbers; ``headers``:
+    (label, tooltip) per column."""
+    for col, (label, tip) in enumerate(headers):
+        item = QTableWidgetItem(label)
+        item.setToolTip(tip)
+        table.setHorizontalHeaderItem(col, item)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.verticalHeader().setVisible(False)
+
+
 class TightDelegate(QStyledItemDelegate):
     """Cells as wide as their text (and icon) plus :attr:`MARGIN` pixels a side: the style's
     own margins are wide, and a narrow dock needs every pixel."""
@@ -112,15 +125,7 @@ class ScoreTable(QTableWidget):
         super().__init__(0, len(CSV_COLUMNS), parent)
         self._rows: list[dict[str, Any]] = []
         self._indices: list[tuple[int, ...] | None] = []
-        for col, key in enumerate(CSV_COLUMNS):
-            label, tip = HEADERS[key]
-            item = QTableWidgetItem(label)
-            item.setToolTip(tip)
-            self.setHorizontalHeaderItem(col, item)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.verticalHeader().setVisible(False)
+        compact_table(self, [HEADERS[key] for key in CSV_COLUMNS])
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setMinimumSectionSize(8)

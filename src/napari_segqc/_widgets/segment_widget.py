@@ -86,7 +86,6 @@ class SegmentWidget(DockWidget):
         self.model_path = FileEdit(
             label="Model file", mode="r", visible=False, filter="*.safetensors"
         )
-        self.model_path.choose_btn.text = "Browse..."  # the path gets the room
         self.inputs = ImageInputs(self)
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"])
         self.tile = SpinBox(label="Tile size", value=1024, min=64, max=4096, step=32)

@@ -124,8 +124,6 @@ class TrainWidget(DockWidget):
             tooltip="The run's folder (created if needed). A folder that holds a run already "
             "is only used to resume it.",
         )
-        for edit in (self.folder, self.out_dir):  # the path gets the room, not the button
-            edit.choose_btn.text = "Browse..."
         self.resume = CheckBox(text="Resume the run in the output folder", value=False)
         advanced = [
             ComboBox(name="loss", label="Loss", choices=sorted(LOSSES), value="bce_dice"),
