@@ -11,8 +11,14 @@
 3. **Tile-size agreement**: foreground (probability > the model's threshold) IoU and instance
    accuracy between ``--tile 256`` and ``--tile 1024`` (default overlap, 64) on a 2048 x 2048
    mosaic.
+4. **The default path against the path before object sizes** (``--auto``), 2048 x 2048
+   mosaic, side by side: ``segment_auto`` (model picked from the image, diameter estimated
+   from the first pass, rescaled when needed, tiles with context for the size) vs ``segment``
+   with the same network and no size handling (the model's size unknown, ``diameter=None``):
+   seconds per megapixel and their ratio; the estimate's own share; and the same tile-size
+   agreement on a mosaic of nuclei enlarged x4 (~80-100 px) with ``auto``.
 
-    python benchmarks/bench_predict.py [--model nuclei] [--skip-plain]
+    python benchmarks/bench_predict.py [--model nuclei] [--skip-plain] [--auto]
 """
 
 from __future__ import annotations
@@ -103,9 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory-size", type=int, default=8192)
     p.add_argument("--skip-plain", action="store_true", help="no whole-image fp32 forward")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--auto", action="store_true", help="only part 4: auto vs no size handling")
     args = p.parse_args(argv)
     if args.child:
         peak_memory_child(args.model, args.memory_size)
+        return
+    if args.auto:
+        bench_auto(args.model)
         return
 
     child = subprocess.run(
@@ -164,6 +174,43 @@ def main(argv: list[str] | None = None) -> None:
         f"tile 256 vs 1024 on 2048x2048: foreground IoU {iou:.4f}, "
         f"instance accuracy@0.5 {agree['accuracy']:.4f} ({agree['n_gt']} objects)"
     )
+
+
+def bench_auto(model: str, size: int = 2048, repeats: int = 3) -> None:
+    from dataclasses import replace
+
+    from skimage.transform import rescale
+
+    from napari_segqc.core.predict.auto import BuiltinModels
+    from napari_segqc.core.predict.scale import estimate_diameter
+    from napari_segqc.core.predict.segmentation import segment, segment_auto
+
+    image = mosaic(size, seed=2)
+    mp = image.size / 1e6
+    models = BuiltinModels()
+    loaded = models.get(model)
+    before = replace(loaded, config=replace(loaded.config, diameter=0.0))  # no size known
+    segment(before, image[:512, :512], diameter=None)  # warm-up
+    t_before, t_auto = [], []
+    for _ in range(repeats):  # interleaved, so that both see the same machine load
+        t_before.append(timed(lambda: segment(before, image, diameter=None))[1])
+        result, seconds = timed(lambda: segment_auto(image, models=models))
+        t_auto.append(seconds)
+    _, maps, choice, info = result
+    t_est = timed(lambda: estimate_diameter(maps))[1]
+    b, a = min(t_before), min(t_auto)
+    print(f"auto on a {size}x{size} mosaic: {choice.describe()}; {info.describe()}")
+    print(f"| before object sizes (segment, diameter=None) | {b / mp:.2f} s/MP |")
+    print(f"| default: auto model, diameter auto | {a / mp:.2f} s/MP | {a / b:.2f}x |")
+    print(f"diameter estimate: {t_est:.2f} s = {t_est / b:.1%} of the run before")
+    big = rescale(image[: size // 4, : size // 4], 4, order=1, preserve_range=True)
+    big = big.astype(np.uint8)
+    fg = []
+    for tile in (256, 1024):
+        labels, _, _, info = segment_auto(big, models=models, tile=tile)
+        fg.append(labels > 0)
+    iou = (fg[0] & fg[1]).sum() / max((fg[0] | fg[1]).sum(), 1)
+    print(f"nuclei enlarged x4 ({info.describe()}): tile 256 vs 1024 foreground IoU {iou:.4f}")
 
 
 if __name__ == "__main__":

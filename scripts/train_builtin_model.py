@@ -91,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     augment = replace(BUILTIN.augment, affine=args.affine)
     config = replace(BUILTIN, epochs=args.epochs, lr=args.lr, augment=augment, init=str(init))
     samples = load_training_data(args.data)
+    print_epochs(iter_train(config, samples, args.out, resume=args.resume))
+    return 0
+
+
+def print_epochs(gen) -> None:
+    """Run a training generator, printing one line per epoch."""
     t0 = time.perf_counter()
-    gen = iter_train(config, samples, args.out, resume=args.resume)
     for report in gen:
         if isinstance(report, EpochReport):
             print(
@@ -102,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
                 + (" best" if report.best else ""),
                 flush=True,
             )
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,12 +14,18 @@ def sample_names() -> list[str]:
     return sorted(p.stem for p in (SAMPLE_DIR / "images").glob("*.tif"))
 
 
+#: Samples of the other kinds (``stained_01``: RGB stained tissue; ``brightfield_01``: grey
+#: brightfield, dark nuclei on a light background), kept apart from the fluorescence ones.
+OTHER_DIR = SAMPLE_DIR / "other"
+
+
 def load_sample(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The image and its ground-truth instance labels."""
+    """The image and its ground-truth instance labels (fluorescence or other samples)."""
     import tifffile
 
-    image = tifffile.imread(SAMPLE_DIR / "images" / f"{name}.tif")
-    labels = tifffile.imread(SAMPLE_DIR / "masks" / f"{name}.tif")
+    folder = SAMPLE_DIR if (SAMPLE_DIR / "images" / f"{name}.tif").is_file() else OTHER_DIR
+    image = tifffile.imread(folder / "images" / f"{name}.tif")
+    labels = tifffile.imread(folder / "masks" / f"{name}.tif")
     return image, labels
 
 
@@ -27,9 +33,12 @@ def _layers(name: str) -> list[tuple]:
     from .core.predict.classical import classical_segmentation
 
     image, labels = load_sample(name)
+    truth = {"name": f"{name} ground truth", "opacity": 0.5, "visible": False}
+    if image.ndim == 3:  # colour: shown as RGB, no classical segmentation (grey only)
+        return [(image, {"name": name, "rgb": True}, "image"), (labels, truth, "labels")]
     return [
         (image, {"name": name, "colormap": "gray"}, "image"),
-        (labels, {"name": f"{name} ground truth", "opacity": 0.5, "visible": False}, "labels"),
+        (labels, truth, "labels"),
         (classical_segmentation(image), {"name": f"{name} classical", "opacity": 0.5}, "labels"),
     ]
 
@@ -42,3 +51,13 @@ def nuclei_sample() -> list[tuple]:
 def nuclei_dense_sample() -> list[tuple]:
     """Dense nuclei (520 x 696): image, ground truth, and a classical segmentation."""
     return _layers("nuclei_04")
+
+
+def stained_sample() -> list[tuple]:
+    """Stained tissue (RGB, 256 x 320): image and ground truth."""
+    return _layers("stained_01")
+
+
+def brightfield_sample() -> list[tuple]:
+    """Brightfield nuclei (grey, dark on light, 512 x 512): image, ground truth, classical."""
+    return _layers("brightfield_01")

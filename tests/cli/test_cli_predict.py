@@ -154,3 +154,36 @@ def test_predict_a_20_pixel_image(sample_dir, tmp_path, capsys):
     args = ["predict", "--model", "nuclei", "--input", str(small), "--out", str(tmp_path / "o")]
     assert main(args) == 0
     assert tifffile.imread(tmp_path / "o" / "small.tif").shape == (20, 20)
+
+
+def test_auto_picks_a_model_per_image_and_says_which(tmp_path, capsys):
+    from napari_segqc._sample_data import load_sample
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("nuclei_02", "stained_01", "brightfield_01"):
+        tifffile.imwrite(folder / f"{name}.tif", load_sample(name)[0])
+    assert main(["predict", "--input", str(folder), "--out", str(tmp_path / "o")]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["nuclei_02.tif"].startswith("nuclei (grey, dark background")
+    assert lines["stained_01.tif"].startswith("nuclei-stained (colour image)")
+    assert lines["brightfield_01.tif"].startswith("nuclei-stained (grey, bright background")
+    assert all("(estimated)" in line for line in lines.values())
+    for name in ("nuclei_02", "stained_01", "brightfield_01"):
+        labels = tifffile.imread(tmp_path / "o" / f"{name}.tif")
+        gt = load_sample(name)[1]
+        assert labels.shape == gt.shape
+        assert match_objects(gt, labels.astype(np.int32))["0.50"]["tp"] > 0.5 * gt.max()
+
+
+def test_diameter_option(sample_dir, tmp_path, capsys):
+    image = str(sample_dir / "images" / "nuclei_02.tif")
+    args = ["predict", "--model", "nuclei", "--input", image, "--out", str(tmp_path / "o")]
+    assert main([*args, "--diameter", "big"]) == 1
+    assert "diameter must be 'auto' or a number" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert main([*args, "--diameter", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "diameter 80 px (given), rescaled" in out
+    labels = tifffile.imread(tmp_path / "o" / "nuclei_02.tif")
+    assert labels.shape == tifffile.imread(image).shape

@@ -13,7 +13,7 @@ from qtpy.QtWidgets import QApplication
 from napari_segqc._widgets.segment_inputs import INVERT_TEXT
 from napari_segqc._widgets.segment_widget import FILE_CHOICE, SegmentWidget
 from napari_segqc.core.instances.decoding import decode_labels
-from napari_segqc.core.models.builtin import resolve_model_path
+from napari_segqc.core.models.builtin import BUILTIN_TITLES, resolve_model_path
 from napari_segqc.core.models.registry import ModelConfig, build_model
 from napari_segqc.core.models.weights import load_weights, save_weights
 from napari_segqc.core.predict.loading import read_config
@@ -24,7 +24,8 @@ from napari_segqc.core.train.config import TrainConfig
 def widget(make_napari_viewer, sample_pair):
     viewer = make_napari_viewer()
     viewer.add_image(sample_pair[0], name="nuclei_02")
-    w = SegmentWidget(viewer)  # the built-in model is the default
+    w = SegmentWidget(viewer)
+    w.model_combo.value = BUILTIN_TITLES["nuclei"]  # picked by hand: channel and Invert apply
     viewer.window.add_dock_widget(w, name="Segment")
     return w
 
@@ -102,7 +103,7 @@ def test_stack_ids_are_unique_and_the_count_is_the_total(qtbot, widget, sample_p
     assert len(first) > 20 and len(second) > 20 and first.max() < second.min()  # no id twice
     total = len(first) + len(second)
     assert labels.max() == total
-    assert widget.status.value.endswith(f": {total} objects in 2 slices")
+    assert widget.status.value.endswith(f" {total} objects in 2 slices")
     assert not errors
 
 
@@ -140,27 +141,27 @@ def test_small_images_segment(qtbot, widget, sample_pair, errors):
     assert widget.viewer.layers["tiny labels"].data.max() >= 1  # a nucleus is in that corner
 
 
-def test_channel_mismatch_is_refused_before_the_model_loads(
-    qtbot, widget, colour_model, sample_pair, monkeypatch, errors
+def test_grey_image_goes_to_a_colour_model_as_three_equal_channels(
+    widget, colour_model, sample_pair, errors
 ):
-    import napari_segqc.core.predict.loading as loading
+    from napari_segqc.core.predict.inference import check_image
+    from napari_segqc.core.predict.loading import read_config
 
-    def no_loading(*_args, **_kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(loading, "load_model", no_loading)
     widget.model_combo.value = FILE_CHOICE
     widget.model_path.value = colour_model
-    note = widget.inputs.note.value  # said when the model is picked
-    assert "expects RGB (3 channels)" in note and "grey" in note
-    widget.run()  # a grey image for a colour model
-    assert widget._worker is None and widget.run_button.enabled
-    assert "expects RGB" in errors[-1] and widget.status.is_error
+    layer = widget.viewer.layers["nuclei_02"]
+    data = widget.inputs.model_input(layer)
+    assert data.shape == (*layer.data.shape, 3)
+    assert (data[..., 0] == data[..., 2]).all() and (data[..., 1] == layer.data).all()
+    check_image(data, read_config(colour_model))  # fits: no refusal
+    assert "expects RGB" not in widget.inputs.note.value
     viewer = widget.viewer
     viewer.add_image(brightfield(sample_pair[0]), name="colour", rgb=True)
     widget.image_combo.value = viewer.layers["colour"]
     channel = widget.inputs.channel
     assert "RGB" in channel.choices and channel.value == "RGB"  # a colour model: offered
-    channel.value = "channel 2"
-    widget.run()
-    assert widget._worker is None and "expects RGB" in errors[-1]
+    assert widget.inputs.model_input(viewer.layers["colour"]).shape[-1] == 3
+    channel.value = "channel 2"  # one channel, given as three
+    data = widget.inputs.model_input(viewer.layers["colour"])
+    assert data.shape[-1] == 3 and (data[..., 0] == data[..., 1]).all()
+    assert not errors

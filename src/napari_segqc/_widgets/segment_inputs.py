@@ -14,7 +14,13 @@ from magicgui.widgets import CheckBox, ComboBox, Label
 from qtpy.QtCore import Qt
 
 from ..core.errors import SegQCError
-from ..core.predict.image_checks import GREY_MEAN, channel_choices, look_checks, prepare_image
+from ..core.predict.image_checks import (
+    GREY_MEAN,
+    RGB,
+    channel_choices,
+    look_checks,
+    prepare_image,
+)
 from .base import wrapping
 
 INVERT_TEXT = "Invert (bright background)"
@@ -24,7 +30,7 @@ NOTE_TITLE = "Unlike the model's training data:"
 
 
 def _advice(kind: str, invert: bool) -> str:
-    if kind == "bright_background":
+    if kind in ("bright_background", "dark_background"):
         return f'{"untick" if invert else "tick"} "{INVERT_TEXT}"'
     if kind == "colour":
         return 'pick the channel that shows the objects under "Channel"'
@@ -66,11 +72,14 @@ class ImageInputs:
         return config.model.in_channels if config is not None else 1
 
     def model_input(self, layer):
-        """The layer's data as the model gets it (cheap: a view or a lazy array)."""
-        rgb = bool(layer.rgb)
-        return prepare_image(
-            layer.data, rgb=rgb, channel=self.channel.value, invert=bool(self.invert.value)
-        )
+        """The layer's data as the model gets it (cheap: a view or a lazy array): a colour
+        image's channel choice, inverted if asked, and a grey image given to a colour model
+        as three equal channels."""
+        from ..core.predict.auto import input_for_model
+
+        rgb, channel = bool(layer.rgb), self.channel.value
+        data = prepare_image(layer.data, rgb=rgb, channel=channel, invert=bool(self.invert.value))
+        return input_for_model(data, self.in_channels, rgb=rgb and channel == RGB)
 
     def refresh(self, _value=None) -> None:
         """Update the channel choice (shown for colour images only) and the note."""
@@ -97,6 +106,7 @@ class ImageInputs:
                 in_channels=self.in_channels,
                 channel=self.channel.value,
                 invert=invert,
+                bright_fraction=getattr(self.dock.picked_config, "bright_fraction", 0.0),
             )
             lines = [f"{c.message}; {_advice(c.kind, invert)}." for c in checks]
             if self.dock.picked_config is not None:

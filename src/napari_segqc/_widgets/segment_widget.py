@@ -20,51 +20,64 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSlider,
+    FloatSpinBox,
     PushButton,
     SpinBox,
 )
 from napari.layers import Image
-from napari.qt.threading import create_worker
 
 from ..core.errors import SegQCError
 from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
 from .base import DockWidget
 from .layers import SEGMENT_METADATA_KEY
+from .segment_decoding import DecodingMixin
 from .segment_inputs import ImageInputs
 from .session import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
+AUTO_CHOICE = "auto (the built-in model that fits the image)"
 TRAINED_PREFIX = "trained: "
 BUILTIN_NAMES = {title: name for name, title in BUILTIN_TITLES.items()}
-#: Maps up to this many pixels (all slices) are re-decoded on the GUI thread (~0.1 s per
-#: 520 x 696 slice); bigger ones in a worker thread.
-LIVE_DECODE_PIXELS = 4_000_000
 
 
 def _segment_job(
-    source: str, image, device_name: str, tile: int, overlap: int, tta: bool, settings: dict
+    source: str,
+    image,
+    device_name: str,
+    tile: int,
+    overlap: int,
+    tta: bool,
+    settings: dict,
+    diameter,
 ):
-    """Worker body: load the model, predict tile by tile (yielding (done, total)), decode with
-    the decoding ``settings`` the dock shows."""
+    """Worker body: load the model, predict tile by tile at the model's scale (yielding
+    (done, total)), decode with the decoding ``settings`` the dock shows."""
     from ..core.device import pick_device
     from ..core.instances.decoding import decode_labels
+    from ..core.predict.loading import load_model
+    from ..core.predict.segmentation import iter_scaled_maps
+
+    loaded = load_model(source, pick_device(device_name))
+    probs, scale = yield from iter_scaled_maps(
+        loaded, image, diameter=diameter, tile=tile, overlap=overlap, tta=tta
+    )
+    labels = decode_labels(probs, loaded.config, **settings)
+    return loaded.config, probs, labels, settings, scale
+
+
+def _estimate_job(source: str, image, device_name: str, tile: int, overlap: int):
+    """Worker body: one network pass at the image's scale, and the objects' diameter."""
+    from ..core.device import pick_device
     from ..core.predict.inference import iter_predict_probs
     from ..core.predict.loading import load_model
+    from ..core.predict.scale import estimate_diameter
 
-    device = pick_device(device_name)
-    loaded = load_model(source, device)
-    probs = yield from iter_predict_probs(
-        loaded,
-        image,
-        tile=tile,
-        overlap=overlap,
-        tta=tta,
-    )
-    return loaded.config, probs, decode_labels(probs, loaded.config, **settings), settings
+    loaded = load_model(source, pick_device(device_name))
+    probs = yield from iter_predict_probs(loaded, image, tile=tile, overlap=overlap)
+    return estimate_diameter(probs)
 
 
-class SegmentWidget(DockWidget):
+class SegmentWidget(DecodingMixin, DockWidget):
     """Segment an Image layer into a Labels layer with a trained or built-in model."""
 
     task = "segmentation"
@@ -81,48 +94,33 @@ class SegmentWidget(DockWidget):
         #: the config of the picked model (its header), None if it cannot be read
         self.picked_config = None
         self._image_layer: Image | None = None
+        #: what ``auto`` picked for the picked image (:class:`~..core.predict.auto.ModelChoice`)
+        self.auto_choice = None
+        self._mode = "segment"
+        self._run_note = ""  # which model and scale the last run used, for the status line
         self.image_combo = self.layer_picker("Image", Image)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
         self.model_path = FileEdit(
             label="Model file", mode="r", visible=False, filter="*.safetensors"
         )
         self.inputs = ImageInputs(self)
+        self.diameter = FloatSpinBox(
+            label="Diameter (px)",
+            value=0.0,
+            min=0.0,
+            max=2000.0,
+            step=1.0,
+            tooltip="Typical object diameter in pixels; 'auto' (0) estimates it from a first "
+            "pass. Objects far from the model's size are segmented at the model's scale",
+        )
+        self.diameter.native.setSpecialValueText("auto")
+        self.estimate_button = PushButton(
+            text="Estimate", tooltip="Run the network once and fill in the objects' diameter"
+        )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda", "mps"])
         self.tile = SpinBox(label="Tile size", value=1024, min=64, max=4096, step=32)
         self.overlap = SpinBox(label="Overlap", value=64, min=0, max=1024, step=8)
-        self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.01)
-        self.min_size = SpinBox(label="Min size (px)", value=15, min=0, max=100_000)
-        self.split_height = FloatSlider(
-            label="Split height",
-            value=0.2,
-            min=0.0,
-            max=0.6,
-            step=0.01,
-            tooltip="How far a nucleus core must rise above the dip to its neighbour to become "
-            "its own object: lower splits touching nuclei more, higher merges more "
-            "(0: split at gaps in the core map only). Models with instance targets only.",
-        )
-        self.min_object_prob = FloatSlider(
-            label="Min object prob",
-            value=0.0,
-            min=0.0,
-            max=0.99,
-            step=0.01,
-            tooltip="Drop objects whose mean foreground probability is lower: objects the "
-            "network is unsure of (at or below the threshold: none dropped).",
-        )
-        #: config field -> control, for every decoding setting the widget offers
-        self.decoding_controls = {
-            "threshold": self.threshold,
-            "min_size": self.min_size,
-            "split_height": self.split_height,
-            "min_object_prob": self.min_object_prob,
-        }
-        self.defaults_button = PushButton(
-            text="Model defaults",
-            tooltip="Set threshold, min size, split height and min object prob to the picked "
-            "model's own settings",
-        )
+        self._make_decoding_controls()
         self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
         form = Container(
@@ -133,6 +131,12 @@ class SegmentWidget(DockWidget):
                 self.inputs.channel,
                 self.inputs.invert,
                 self.inputs.note,
+                Container(
+                    label="Diameter (px)",
+                    widgets=[self.diameter, self.estimate_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
                 self.device,
                 self.tile,
                 self.overlap,
@@ -151,6 +155,8 @@ class SegmentWidget(DockWidget):
         self.model_combo.changed.connect(self._on_model_choice)
         self.model_path.changed.connect(lambda _v: self._read_picked_model())
         self.defaults_button.changed.connect(self.model_defaults)
+        self.estimate_button.changed.connect(self.estimate)
+        self.image_combo.changed.connect(self._on_image)
         for control in self.decoding_controls.values():
             control.changed.connect(self.redecode)
         self._on_model_choice(self.model_combo.value)
@@ -158,10 +164,19 @@ class SegmentWidget(DockWidget):
     def _model_choices(self, _w=None):
         names = [BUILTIN_TITLES.get(n, n) for n, p in BUILTIN_MODELS.items() if p.is_file()]
         names += [f"{TRAINED_PREFIX}{p}" for p in reversed(TRAINED_MODELS)]
-        return [*names, FILE_CHOICE]
+        return [AUTO_CHOICE, *names, FILE_CHOICE]
+
+    @property
+    def is_auto(self) -> bool:
+        return self.model_combo.value == AUTO_CHOICE
+
+    def _on_image(self, _value=None) -> None:
+        if self.is_auto:  # another image may need the other model
+            self._read_picked_model()
 
     def _on_model_choice(self, value) -> None:
         self.model_path.visible = value == FILE_CHOICE
+        self.inputs.channel.enabled = self.inputs.invert.enabled = value != AUTO_CHOICE
         self._read_picked_model()
 
     def _read_picked_model(self) -> None:
@@ -171,31 +186,13 @@ class SegmentWidget(DockWidget):
 
         self.picked_config = None
         try:
-            self.picked_config = read_config(self.model_source())
+            self.picked_config = read_config(self._resolved_source())
         except SegQCError as exc:
             if self.model_combo.value != FILE_CHOICE or Path(self.model_path.value).is_file():
                 self.show_error(f"cannot read the model: {exc}")
         else:
             self.set_controls(self.picked_config)
         self.inputs.refresh()
-
-    def set_controls(self, config) -> None:
-        """Show ``config``'s decoding settings in the controls (nothing re-decoded)."""
-        for name, control in self.decoding_controls.items():
-            with control.changed.blocked():
-                control.value = getattr(config, name)
-        self.split_height.enabled = config.target_mode == "instance"
-
-    def model_defaults(self, _value=None) -> None:
-        """Restore the picked model's decoding settings, and decode the kept maps with them."""
-        if self.picked_config is None:
-            self.show_error("pick a model whose settings can be read first")
-            return
-        self.set_controls(self.picked_config)
-        self.redecode()
-
-    def decoding_settings(self) -> dict:
-        return {name: control.value for name, control in self.decoding_controls.items()}
 
     def model_source(self) -> str:
         value = self.model_combo.value
@@ -206,23 +203,39 @@ class SegmentWidget(DockWidget):
             return str(path)
         if value.startswith(TRAINED_PREFIX):
             return value[len(TRAINED_PREFIX) :]
+        if value == AUTO_CHOICE:
+            return "auto"
         return BUILTIN_NAMES.get(value, value)
+
+    def _resolved_source(self) -> str:
+        """The model source; with ``auto``, the built-in model picked for the picked image
+        (its Invert follows the choice; "nuclei" while no image is picked)."""
+        from ..core.predict.auto import FLUORESCENCE, choose_model
+
+        source = self.model_source()
+        if source != "auto":
+            return source
+        layer = self.image_combo.value
+        if layer is None or layer.multiscale:
+            self.auto_choice = None
+            return FLUORESCENCE
+        self.auto_choice = choose_model(layer.data, rgb=bool(layer.rgb))
+        with self.inputs.invert.changed.blocked():
+            self.inputs.invert.value = self.auto_choice.invert
+        return self.auto_choice.model
 
     def prepare(self):
         """Check the inputs against the model's header (channels, shapes) before the model is
         loaded, so that a mismatch is said at once."""
-        from ..core.predict.inference import check_image
-        from ..core.predict.loading import read_config
 
         image = self.image_combo.value
         if image is None:
             raise SegQCError("open or pick an image layer to segment")
         if image.multiscale:
             raise SegQCError(f"{image.name!r}: multiscale images are not supported yet")
-        source = self.model_source()
-        data = self.inputs.model_input(image)
-        check_image(data, read_config(source))
-        self._image_layer = image
+        source, data = self._model_and_input(image)
+        self._mode = "segment"
+        self._run_note = f"{self.auto_choice.describe()}: " if self.is_auto else ""
         return partial(
             _segment_job,
             source,
@@ -232,7 +245,42 @@ class SegmentWidget(DockWidget):
             int(self.overlap.value),
             bool(self.tta.value),
             self.decoding_settings(),
+            self.diameter.value or "auto",
         )
+
+    def _model_and_input(self, image):
+        """The model source and the image as it gets it, checked against the model's header."""
+        from ..core.predict.inference import check_image
+        from ..core.predict.loading import read_config
+
+        source = self._resolved_source()
+        self.inputs.refresh()
+        data = self.inputs.model_input(image)
+        check_image(data, read_config(source))
+        self._image_layer = image
+        return source, data
+
+    def estimate(self, _value=None) -> None:
+        """Estimate the objects' diameter (one network pass in the worker) into the control."""
+        image = self.image_combo.value
+        if image is None:
+            self.show_error("open or pick an image layer first")
+            return
+        try:
+            source, data = self._model_and_input(image)
+        except SegQCError as exc:
+            self.show_error(str(exc))
+            return
+        job = partial(
+            _estimate_job,
+            source,
+            data,
+            self.device.value,
+            int(self.tile.value),
+            int(self.overlap.value),
+        )
+        self._mode = "estimate"
+        self.start_job(job, busy_text="estimating the object size...")
 
     def cancel(self) -> None:
         self.stop()
@@ -244,59 +292,28 @@ class SegmentWidget(DockWidget):
         self.set_progress(*done_total)
 
     def on_returned(self, result) -> None:
-        self.model_config, self.probs, labels, settings = result
+        if self._mode == "estimate":
+            self._mode = "segment"
+            if result is None:
+                self.set_status("no objects found: diameter not estimated")
+            else:
+                self.diameter.value = round(result, 1)
+                self.set_status(f"estimated diameter: {result:.0f} px")
+            return
+        self.model_config, self.probs, labels, settings, scale = result
+        self._run_note += f"{scale.describe()}; "
         self.split_height.enabled = self.model_config.target_mode == "instance"
         self._show_labels(labels)  # ids unique across slices: the max is the total count
         if self.show_probs.value:
             foreground = self.probs[..., 0, :, :]
             self._put_layer(f"{self._image_layer.name} probability", foreground, "image")
-        self.show_info(f"SegQC: {self._image_layer.name}: {_objects(labels)}")
+        self.show_info(f"SegQC: {self._image_layer.name}: {self._run_note}{_objects(labels)}")
         if settings != self.decoding_settings():  # changed while the network ran
-            self.redecode()
-
-    def redecode(self, _value=None) -> None:
-        """Decode the kept maps with the current settings of the decoding controls (no
-        network): at once for maps up to :data:`LIVE_DECODE_PIXELS`, else in a worker thread
-        (a change made meanwhile is decoded when it ends) so that napari stays responsive."""
-        if self.probs is None or self._image_layer is None:
-            return
-        from ..core.instances.decoding import decode_labels
-
-        settings = self.decoding_settings()
-        if self.probs[..., 0, :, :].size <= LIVE_DECODE_PIXELS:
-            self._show_labels(decode_labels(self.probs, self.model_config, **settings))
-            return
-        if self._decode_worker is not None:
-            self._decode_pending = True
-            return
-        self.set_status("decoding...")
-        self._decode_worker = create_worker(
-            decode_labels,
-            self.probs,
-            self.model_config,
-            **settings,
-            _connect={
-                "returned": partial(self._on_decoded, self.probs),
-                "errored": self.on_errored,
-                "finished": self._on_decode_finished,
-            },
-            _start_thread=False,
-        )
-        self._decode_worker.start()
-
-    def _on_decoded(self, probs: np.ndarray, labels: np.ndarray) -> None:
-        if probs is self.probs:  # not from the maps of an earlier run
-            self._show_labels(labels)
-
-    def _on_decode_finished(self) -> None:
-        self._decode_worker = None
-        if self._decode_pending:
-            self._decode_pending = False
             self.redecode()
 
     def _show_labels(self, labels: np.ndarray) -> None:
         self.labels_layer = self._put_layer(f"{self._image_layer.name} labels", labels, "labels")
-        self.set_status(_objects(labels))
+        self.set_status(self._run_note + _objects(labels))
 
     def _put_layer(self, name: str, data: np.ndarray, kind: str):
         src = self._image_layer

@@ -34,6 +34,7 @@ from superqt import QCollapsible
 from ..core.device import PRECISIONS
 from ..core.errors import SegQCError
 from ..core.models.registry import ARCHITECTURES, SUGGESTED_ENCODERS, ModelConfig
+from ..core.train.augment import DEFAULT_ZOOM, AugmentConfig, with_zoom
 from ..core.train.config import TrainConfig
 from ..core.train.loop import EpochReport, StepReport, iter_train
 from ..core.train.losses import LOSSES
@@ -141,6 +142,13 @@ class TrainWidget(DockWidget):
             ComboBox(name="device", label="Device", choices=["auto", "cpu", "cuda", "mps"]),
             ComboBox(name="precision", label="Precision", choices=list(PRECISIONS)),
             SpinBox(name="seed", label="Seed", value=0, min=0, max=2**31 - 1),
+            CheckBox(
+                name="zoom",
+                text=f"Scale augmentation (zoom {DEFAULT_ZOOM[0]}-{DEFAULT_ZOOM[1]}x)",
+                value=True,
+                tooltip="Patches zoomed in or out at random (with a random rotation), so the "
+                "model also segments objects somewhat smaller or larger than in its images",
+            ),
         ]
         self.advanced = Container(widgets=advanced, labels=True)
         self.curves = TrainingCurves(getattr(napari_viewer, "theme", "dark"))
@@ -305,6 +313,7 @@ class TrainWidget(DockWidget):
             device=a["device"],
             precision=a["precision"],
             patience=int(a["patience"]),
+            augment=with_zoom(AugmentConfig(), DEFAULT_ZOOM if a["zoom"] else (1.0, 1.0)),
         )
 
     # --- run ----------------------------------------------------------------------------------

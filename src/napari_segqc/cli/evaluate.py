@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
         action="append",
         required=True,
         metavar="MODEL",
-        help="a built-in name, a run folder (its best, else last) or a .safetensors file; "
-        "repeat to compare models",
+        help="'auto' (the built-in model that fits each image), a built-in name, a run folder "
+        "(its best, else last) or a .safetensors file; repeat to compare models",
     )
     p.add_argument(
         "--checkpoints",

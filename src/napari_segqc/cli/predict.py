@@ -22,8 +22,17 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--model",
-        required=True,
-        help="a run folder, a .safetensors file, or a built-in name such as 'nuclei'",
+        default="auto",
+        help="'auto' (the built-in model that fits each image: 'nuclei' for grey "
+        "fluorescence, 'nuclei-stained' for colour and brightfield images), a built-in name, a "
+        "run folder or a .safetensors file",
+    )
+    p.add_argument(
+        "--diameter",
+        default="auto",
+        metavar="auto|PIXELS",
+        help="typical object diameter in pixels, or 'auto' to estimate it from a first pass; "
+        "images whose objects lie outside the model's range are rescaled to its scale",
     )
     p.add_argument("--input", required=True, metavar="PATH", help="an image file or a folder")
     p.add_argument(
@@ -84,28 +93,50 @@ def run_predict_command(args: argparse.Namespace) -> int:
     from ..core.errors import SegQCError
     from ..core.instances.decoding import decoding_config
     from ..core.io import read_image, write_tiff
-    from ..core.predict.loading import load_model
+    from ..core.predict.auto import (
+        AUTO,
+        BuiltinModels,
+        choose_model,
+        input_for_model,
+        looks_rgb,
+    )
+    from ..core.predict.loading import load_model, read_config
+    from ..core.predict.scale import parse_diameter
     from ..core.predict.segmentation import segment
 
+    diameter = parse_diameter(args.diameter)
     files = _inputs(Path(args.input))
-    out = output_folder(args.out)
     device = pick_device(args.device)
-    loaded = load_model(args.model, device)
+    auto = args.model == AUTO
+    models = BuiltinModels(device)
+    # bad settings and models are refused before any folder is made or image read
+    config = read_config("nuclei" if auto else args.model)
     decoding = {
         "threshold": args.threshold,
         "min_size": args.min_size,
         "split_height": args.split_height,
         "min_object_prob": args.min_object_prob,
     }
-    decoding_config(loaded.config, **decoding)  # bad settings: refused before any image
+    decoding_config(config, **decoding)
+    out = output_folder(args.out)
+    loaded = None if auto else load_model(args.model, device)
     dtype = autocast_dtype(args.precision, device)
     failed = []
     for f in files:
         try:
             image = read_image(f)
-            labels, _ = segment(
-                loaded,
+            used, picked = loaded, ""
+            if auto:
+                choice = choose_model(image)
+                used, picked = models.get(choice.model), choice.describe() + "; "
+                image = input_for_model(image, used.config.model.in_channels, invert=choice.invert)
+            elif used.config.model.in_channels == 3 and not looks_rgb(image):
+                image = input_for_model(image, 3)  # grey to a colour model: 3 equal channels
+            labels, _, scale = segment(
+                used,
                 image,
+                diameter=diameter,
+                return_scale=True,
                 tile=args.tile,
                 overlap=args.overlap,
                 batch=args.batch,
@@ -122,7 +153,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
         n = int(labels.max())  # ids are unique across the slices of a stack
         kind = np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
         target = write_tiff(out / f"{f.stem}.tif", labels.astype(kind))
-        print(f"{f.name}: {n} objects -> {target}", flush=True)
+        print(f"{f.name}: {picked}{scale.describe()}; {n} objects -> {target}", flush=True)
     if failed:
         print(
             f"segqc predict: {len(failed)} of {len(files)} images failed: {', '.join(failed)}",

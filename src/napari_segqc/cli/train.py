@@ -75,6 +75,14 @@ def add_parser(sub) -> None:
         help="write epoch_NNN.safetensors every N epochs (for segqc evaluate --checkpoints); "
         "0 = off",
     )
+    p.add_argument(
+        "--zoom",
+        type=_zoom,
+        default="0.7,1.4",
+        metavar="LOW,HIGH",
+        help="scale augmentation: patches zoomed by a random factor in this range (with a "
+        "random rotation and slight shear); 1,1 = off",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (split, patches, weights)")
     p.add_argument(
         "--init",
@@ -99,8 +107,19 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _zoom(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 0 < LOW <= HIGH, got {text!r}")
+    return lo, hi
+
+
 def config_from_args(args: argparse.Namespace):
     from ..core.models.registry import ModelConfig
+    from ..core.train.augment import AugmentConfig, with_zoom
     from ..core.train.config import TrainConfig
     from ..core.train.optim import ScheduleConfig
 
@@ -127,6 +146,7 @@ def config_from_args(args: argparse.Namespace):
         patience=args.patience,
         checkpoint_every=args.checkpoint_every,
         init=args.init,
+        augment=with_zoom(AugmentConfig(), args.zoom),
     )
 
 

@@ -302,18 +302,20 @@ def test_builtin_model_is_bundled_and_documented():
     from napari_segqc.core.models.builtin import BUILTIN_MODELS
     from napari_segqc.core.models.weights import load_weights
 
-    path = BUILTIN_MODELS["nuclei"]
-    assert path.is_file() and path.stat().st_size <= 25_000_000
-    _, meta = load_weights(path)
-    card = meta["card"]
-    assert "DSB 2018" in card["data"]
-    scores = card["validation_accuracy_tp_over_tp_fp_fn"]["tuned_decoding"]
-    assert 0.0 < scores["0.70"] < scores["0.50"] <= 1.0
-    loaded = load_model("nuclei")
-    assert loaded.config.model.in_channels == 1 and loaded.config.target_mode == "instance"
-    assert loaded.config.seed_threshold == scores["settings"]["seed_threshold"]
-    for name in ("split_height", "min_object_prob", "threshold", "min_size"):
-        assert getattr(loaded.config, name) == scores["settings"][name]
+    for name, channels in (("nuclei", 1), ("nuclei-stained", 3)):
+        path = BUILTIN_MODELS[name]
+        assert path.is_file() and path.stat().st_size <= 25_000_000
+        _, meta = load_weights(path)
+        card = meta["card"]
+        assert "DSB 2018" in card["data"] and "test" in card["splits"]
+        for split in ("validation", "test"):
+            scores = card["scores"][split]
+            assert 0.0 < scores["0.7"]["accuracy"] < scores["0.5"]["accuracy"] <= 1.0
+        loaded = load_model(name)
+        config = loaded.config
+        assert config.model.in_channels == channels and config.target_mode == "instance"
+        for setting, value in card["tuned_decoding"]["settings"].items():
+            assert getattr(config, setting) == value
 
 
 def test_decoding_overrides_are_checked_before_the_network(loaded, monkeypatch):
@@ -323,7 +325,7 @@ def test_decoding_overrides_are_checked_before_the_network(loaded, monkeypatch):
     def no_network(*_args, **_kwargs):
         raise AssertionError("the network ran")
 
-    monkeypatch.setattr(segment_module, "predict_probs_tiled", no_network)
+    monkeypatch.setattr(segment_module, "iter_predict_probs", no_network)
     image = _blobs(7)
     for bad, match in (
         ({"split_height": 1.5}, "split height"),
@@ -357,15 +359,19 @@ def test_split_height_override_changes_only_the_decoding(loaded):
 
 
 def test_builtin_model_on_held_out_images(shared_data):
-    """The shipped model on 10 of the validation images it was never trained on."""
+    """The shipped model on 10 of the test images (splits/dsb2018_test.txt), which it was
+    never trained on and which chose nothing."""
+    from pathlib import Path
+
     from napari_segqc.core.qc.matching import match_objects
-    from napari_segqc.core.train.data import load_training_data, split_samples
+    from napari_segqc.core.train.data import load_folder
 
     loaded = load_model("nuclei")
-    samples = load_training_data(shared_data / "dsb2018" / "train")
-    _, val = split_samples(samples, loaded.config.val_fraction, loaded.config.seed)
+    names = (Path(__file__).parents[3] / "splits" / "dsb2018_test.txt").read_text().split()
+    folder = shared_data / "dsb2018" / "train"
+    test = load_folder(folder / "images", folder / "masks", names[:10])
     counts = np.zeros(3)
-    for sample in val[:10]:
+    for sample in test:
         labels, _ = segment(loaded, sample.image[0])
         r = match_objects(sample.labels, labels)["0.50"]
         counts += [r["tp"], r["fp"], r["fn"]]

@@ -181,3 +181,39 @@ def test_numpy_reference_keeps_pairs():
     assert out_i.dtype == np.float32 and np.array_equal(
         np.sort(out_t, None), np.sort(targets[0].numpy(), None)
     )
+
+
+def test_scale_augmentation_zooms_both_ways_and_keeps_pairs():
+    """Zoom is drawn log-uniformly: over (0.5, 2) objects shrink as often as they grow."""
+    from napari_segqc.core.train.augment import with_zoom
+
+    config = replace(with_zoom(GEOMETRIC, (0.5, 2.0)), spatial_p=1.0, shear=0.0)
+    _, targets, out_images, out_targets = run(config, b=64, h=32, w=32)
+    assert_values_exact(targets, out_targets)
+    # a zoom z maps a pixel step to 1/z source pixels (in any direction after the rotation):
+    # the images hold each pixel's source coordinates
+    dy = out_images[:, 0, 16, 17] - out_images[:, 0, 16, 15]
+    dx = out_images[:, 1, 16, 17] - out_images[:, 1, 16, 15]
+    step = torch.hypot(dy, dx) / 2
+    shrunk, grown = int((step > 1.15).sum()), int((step < 0.87).sum())
+    assert shrunk > 10 and grown > 10, (shrunk, grown)
+    assert with_zoom(GEOMETRIC, (1, 1)).affine is False
+    with pytest.raises(SegQCError, match="zoom range"):
+        with_zoom(GEOMETRIC, (2, 1))
+
+
+def test_colour_jitter_and_grey_touch_colour_images_only():
+    config = AugmentConfig(
+        flips=False, rot90=False, intensity=False, channel_jitter=0.3, grey_p=0.5
+    )
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(32, 3, 8, 8)
+    targets = torch.zeros(32, 3, 8, 8)
+    out, out_t = augment_batch(rgb, targets, config, generator=gen)
+    assert torch.equal(out_t, targets)
+    grey = [(o[0] == o[1]).all() and (o[1] == o[2]).all() for o in out]
+    assert 5 < sum(grey) < 27  # about half turned grey
+    assert not torch.allclose(out, rgb)
+    one = torch.rand(4, 1, 8, 8)  # a grey batch: untouched
+    same, _ = augment_batch(one, targets[:4], config, generator=gen)
+    assert torch.equal(same, one)

@@ -12,9 +12,16 @@ from pathlib import Path
 from ..errors import SegQCError
 
 #: Built-in models: name -> weights file inside the package.
-BUILTIN_MODELS = {"nuclei": Path(__file__).resolve().parent / "nuclei.safetensors"}
+_HERE = Path(__file__).resolve().parent
+BUILTIN_MODELS = {
+    "nuclei": _HERE / "nuclei.safetensors",
+    "nuclei-stained": _HERE / "nuclei_stained.safetensors",
+}
 #: How the built-in models are shown in the GUI.
-BUILTIN_TITLES = {"nuclei": "nuclei (DSB 2018)"}
+BUILTIN_TITLES = {
+    "nuclei": "nuclei (fluorescence, DSB 2018)",
+    "nuclei-stained": "nuclei-stained (stained and brightfield, DSB 2018)",
+}
 
 
 def resolve_model_path(source: str | os.PathLike) -> Path:

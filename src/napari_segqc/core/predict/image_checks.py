@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.normalize import HIGH, LOW
+from ..models.normalize import BRIGHT_BACKGROUND, HIGH, LOW
 
 GREY_MEAN = "grey (mean of channels)"
 RGB = "RGB"
@@ -24,9 +24,6 @@ CHANNELS = ("channel 1", "channel 2", "channel 3")
 SAMPLE_PIXELS = 512 * 512
 #: Slices of a stack or time-lapse read to judge it (evenly spaced).
 SAMPLE_SLICES = 3
-#: The median's place between the low and high percentiles above which the background counts
-#: as bright (fluorescence: at most ~0.2 in DSB 2018's 460 training images).
-BRIGHT_BACKGROUND = 0.5
 #: Numpy images bigger than this many values are converted lazily (dask), not copied.
 LAZY_VALUES = 16_000_000
 
@@ -85,12 +82,20 @@ class LookCheck:
 
 
 def look_checks(
-    image, *, rgb: bool, in_channels: int = 1, channel: str = GREY_MEAN, invert: bool = False
+    image,
+    *,
+    rgb: bool,
+    in_channels: int = 1,
+    channel: str = GREY_MEAN,
+    invert: bool = False,
+    bright_fraction: float = 0.0,
 ) -> list[LookCheck]:
     """How ``image``, once prepared (:func:`prepare_image` with ``channel`` and ``invert``),
-    looks unlike dark-background fluorescence images, judged from a sample; ``[]`` when it
-    looks like them. Colour only counts when a grey model (``in_channels`` 1) would get the
-    mean of differing channels."""
+    looks unlike the model's training images, judged from a sample; ``[]`` when it looks like
+    them. Colour only counts when a grey model (``in_channels`` 1) would get the mean of
+    differing channels. ``bright_fraction``: the share of the model's training images with a
+    bright background (its config's); above a half the model expects bright backgrounds
+    (stained, brightfield) and a dark one is what is unlike its data."""
     sample = sample_image(image, rgb=rgb)
     if not np.isfinite(sample).all():
         return []  # inference says so, with where
@@ -111,6 +116,16 @@ def look_checks(
         checks.append(LookCheck("uniform", "a uniform image: nothing stands out to segment"))
         return checks
     place = (float(np.median(grey)) - lo) / (hi - lo)
+    if bright_fraction > 0.5:
+        if place <= BRIGHT_BACKGROUND:
+            checks.append(
+                LookCheck(
+                    "dark_background",
+                    "a dark background: the model expects dark objects on a bright one "
+                    "(stained or brightfield images)",
+                )
+            )
+        return checks
     if place > BRIGHT_BACKGROUND:
         checks.append(
             LookCheck(

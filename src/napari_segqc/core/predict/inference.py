@@ -18,6 +18,7 @@ from ..device import autocast_dtype
 from ..errors import SegQCError, Stopped
 from ..models.normalize import HIGH, LOW
 from .loading import LoadedModel
+from .scale import context_tiles, resize_maps, resize_plane, scaled_shape
 from .tiling import blend_window, fit_tile, reflect_fill, tile_starts
 
 #: Most pixels in one batch of tiles (8 tiles of 512 x 512): bounds the network's memory.
@@ -172,6 +173,8 @@ def iter_predict_probs(
     batch: int = 4,
     dtype="auto",
     tta: bool = False,
+    scale: float = 1.0,
+    diameter: float | None = None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Sigmoid maps of an image: ``(K, H, W)`` float32 for a 2-D image ``(H, W)`` /
     ``(H, W, C)``, ``(..., K, H, W)`` for a stack or time-lapse (each slice on its own).
@@ -181,8 +184,11 @@ def iter_predict_probs(
     tiles, whatever the image size; numpy and lazy (dask/zarr) arrays are read tile by tile.
     ``dtype`` is the autocast type: ``"auto"`` (bf16 on the CPU, fp16/bf16 on CUDA; see
     :func:`napari_segqc.core.device.autocast_dtype`), a torch dtype, or None for plain fp32.
-    ``tta`` averages over the 4 flips of each tile.
-    If a GPU runs out of memory the tiles are halved (down to 128) and a
+    ``tta`` averages over the 4 flips of each tile. ``scale``: each slice is resized by this
+    factor before the network and its maps resized back (see :mod:`.scale`). Tiles and
+    overlaps are raised to give objects of ``diameter`` pixels (at the network's scale;
+    unknown: the largest the model learnt) enough context (:func:`.scale.context_tiles`).
+    If a GPU runs out of memory the tiles are halved (not below that minimum) and a
     :class:`PredictWarning` says so.
     """
     if tile < 64 or tile % 32:
@@ -191,23 +197,34 @@ def iter_predict_probs(
         raise SegQCError(f"overlap must be in [0, tile/2), got {overlap} for tile {tile}")
     if batch < 1:
         raise SegQCError(f"batch must be at least 1, got {batch}")
+    if not 0.01 <= scale <= 100:
+        raise SegQCError(f"scale must be in [0.01, 100], got {scale}")
+    min_tile = context_tiles(128, 0, diameter, loaded.config)[0]
+    tile, overlap = context_tiles(tile, overlap, diameter, loaded.config)
     if isinstance(dtype, str):
         dtype = autocast_dtype(dtype, next(loaded.model.parameters()).device)
     image = grey_if_equal_channels(image, loaded.config.model.in_channels)
     lead, channels = image_layout(image.shape, loaded.config.model.in_channels)
     h, w = image.shape[len(lead) : len(lead) + 2]
+    sh, sw = scaled_shape(h, w, scale) if scale != 1.0 else (h, w)
     classes = loaded.config.model.classes
     planes = int(np.prod(lead))  # 1 for a 2-D image
-    # float32 maps and int32 labels of every slice, plus one slice's working maps
-    check_memory(image.shape, (planes + 1) * h * w * (4 * classes + 4))
+    # float32 maps and int32 labels of every slice, plus one slice's working maps (scaled)
+    working = sh * sw * (4 * classes + 4 * channels) if scale != 1.0 else h * w * (4 * classes + 4)
+    check_memory(image.shape, planes * h * w * (4 * classes + 4) + working)
     out = np.zeros((*lead, classes, h, w), np.float32) if lead else None
     probs = None
     for plane, index in enumerate(np.ndindex(*lead)):
+        source = image[index]
+        if scale != 1.0:
+            plane_data = np.asarray(source)
+            plane_data = plane_data[..., :channels] if plane_data.ndim == 3 else plane_data
+            source = resize_plane(plane_data, (sh, sw))
         while True:
-            per_plane = _tiles_per_plane(h, w, tile, overlap)
+            per_plane = _tiles_per_plane(sh, sw, tile, overlap)
             done = plane * per_plane
             try:
-                gen = _iter_plane(loaded, image[index], channels, tile, overlap, batch, dtype, tta)
+                gen = _iter_plane(loaded, source, channels, tile, overlap, batch, dtype, tta)
                 while True:
                     try:
                         done += next(gen)
@@ -217,15 +234,18 @@ def iter_predict_probs(
                     yield done, planes * per_plane
                 break
             except Exception as exc:
-                if not _is_out_of_memory(exc) or tile <= 128:
+                if not _is_out_of_memory(exc) or tile <= min_tile:
                     raise
                 _free_device_memory()
-                tile, overlap = max(128, tile // 2 // 32 * 32), min(overlap, tile // 8)
+                tile = max(min_tile, tile // 2 // 32 * 32)
+                overlap = min(overlap, tile // 2 - 32)
                 warnings.warn(
                     f"out of memory on the device: retrying with {tile}-pixel tiles",
                     PredictWarning,
                     stacklevel=2,
                 )
+        if scale != 1.0:
+            probs = resize_maps(probs, (h, w))
         if lead:
             out[index] = probs
     return out if lead else probs
@@ -241,7 +261,12 @@ def predict_probs_tiled(
 ) -> np.ndarray:
     """:func:`iter_predict_probs` run to the end; ``progress(done, total)`` is called after
     every batch and ``stop`` polled before the next one."""
-    gen = iter_predict_probs(loaded, image, **kwargs)
+    return run_to_end(iter_predict_probs(loaded, image, **kwargs), progress, stop)
+
+
+def run_to_end(gen: Generator, progress: Callable | None = None, stop: Callable | None = None):
+    """Run a progress generator to its return value; ``progress(done, total)`` after every
+    step, ``stop()`` polled before the next one (raises :class:`Stopped`)."""
     while True:
         if stop is not None and stop():
             gen.close()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SegQCError, Stopped
+from ..predict.auto import AUTO
 from .matching import threshold_key
 from .report import dataset_report
 from .run import run_qc
@@ -117,7 +118,8 @@ def model_specs(sources: Sequence[str], checkpoints: bool = False) -> list[Model
         if checkpoints:
             specs.extend(run_checkpoints(source))
             continue
-        resolve_model_path(source)  # missing models fail before anything runs
+        if source != AUTO:
+            resolve_model_path(source)  # missing models fail before anything runs
         path = Path(str(source))
         label = path.name if path.exists() else str(source)
         specs.append(ModelSpec(label, str(source)))
@@ -141,11 +143,11 @@ class PredictionCache:
 
     @staticmethod
     def key(source: str, image: str, tta: bool) -> tuple:
-        from ..models.builtin import resolve_model_path
+        from ..models.builtin import BUILTIN_MODELS, resolve_model_path
 
-        path = resolve_model_path(source)
-        stat = path.stat()
-        return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, image, bool(tta))
+        paths = BUILTIN_MODELS.values() if source == AUTO else [resolve_model_path(source)]
+        files = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+        return (files, image, bool(tta))
 
 
 @dataclass(frozen=True)
@@ -223,8 +225,10 @@ def iter_evaluate(
     Maps and labels already in ``cache`` are reused (``seconds`` then counts only what ran).
     """
     from ..instances.decoding import decode_labels
-    from ..predict.inference import iter_predict_probs
+    from ..predict.auto import FLUORESCENCE, BuiltinModels
+    from ..predict.inference import run_to_end
     from ..predict.loading import load_model, read_config
+    from ..predict.segmentation import iter_scaled_maps
 
     if not specs:
         raise SegQCError("no model to evaluate")
@@ -235,19 +239,25 @@ def iter_evaluate(
     cache = cache if cache is not None else PredictionCache()
     total, done = len(specs) * len(qc_set), 0
     reports, seconds, configs, rows = [], [], [], []
+    builtins = BuiltinModels(device)
     for spec in specs:
-        config, loaded = read_config(spec.source), None
+        auto = spec.source == AUTO
+        config, loaded = read_config(FLUORESCENCE if auto else spec.source), None
         t0, entries = time.perf_counter(), []
         for pair in qc_set:
             if stop is not None and stop():
                 raise Stopped("evaluation stopped")
             key = PredictionCache.key(spec.source, pair.name, tta)
             if key not in cache.labels:
-                if key not in cache.maps:
+                if auto:
+                    used, image = _auto_input(builtins, pair.image)
+                else:
                     loaded = loaded or load_model(spec.source, device)
-                    gen = iter_predict_probs(loaded, pair.image, tta=tta)
-                    cache.maps[key] = _run_to_end(gen, stop)
-                cache.labels[key] = decode_labels(cache.maps[key], config)
+                    used, image = loaded, _model_input(loaded, pair.image)
+                if key not in cache.maps:
+                    gen = iter_scaled_maps(used, image, diameter="auto", tta=tta)
+                    cache.maps[key] = run_to_end(gen, None, stop)[0]
+                cache.labels[key] = decode_labels(cache.maps[key], used.config)
             labels = cache.labels[key]
             report = _scored(pair, labels, threshold)
             entries.append(report)
@@ -269,15 +279,19 @@ def _scored(pair: QCPair, labels: np.ndarray, threshold: float) -> dict[str, Any
     return run_qc(pair.gt, labels, name=pair.name, threshold=threshold, maps=False).report
 
 
-def _run_to_end(gen, stop) -> np.ndarray:
-    while True:
-        if stop is not None and stop():
-            gen.close()
-            raise Stopped("evaluation stopped")
-        try:
-            next(gen)
-        except StopIteration as finished:
-            return finished.value
+def _model_input(loaded, image):
+    from ..predict.auto import input_for_model
+
+    return input_for_model(image, loaded.config.model.in_channels)
+
+
+def _auto_input(builtins, image):
+    """The built-in model ``auto`` picks for ``image``, and the image as it gets it."""
+    from ..predict.auto import choose_model, input_for_model
+
+    choice = choose_model(image)
+    used = builtins.get(choice.model)
+    return used, input_for_model(image, used.config.model.in_channels, invert=choice.invert)
 
 
 def evaluate(specs, qc_set, **kwargs) -> Evaluation:

@@ -113,19 +113,24 @@ def bars_figure(evaluation: Evaluation):
     return fig
 
 
-def thumbnail(image: np.ndarray, gt: np.ndarray, labels: np.ndarray, threshold: float) -> str:
-    """The image (grey) with the error map over it, as a small PNG data URI."""
+def error_overlay(image, gt: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """RGB float image: the image (grey, or colour as it is) with the error map over it."""
     from matplotlib.colors import to_rgba
 
-    grey = np.asarray(image, np.float32)
-    if grey.ndim == 3:
-        grey = grey[..., :3].mean(-1)
-    lo, hi = np.percentile(grey, [1, 99.8])
-    rgb = np.repeat(np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, -1)
+    data = np.asarray(image, np.float32)
+    lo, hi = np.percentile(data, [1, 99.8])
+    data = np.clip((data - lo) / max(hi - lo, 1e-6), 0, 1)
+    rgb = data[..., :3].copy() if data.ndim == 3 else np.repeat(data[..., None], 3, -1)
     errors = error_map(gt, labels, threshold=threshold)
     for value, color in ERROR_COLORS.items():
         if value:
             rgb[errors == value] = 0.35 * rgb[errors == value] + 0.65 * np.array(to_rgba(color)[:3])
+    return rgb
+
+
+def thumbnail(image: np.ndarray, gt: np.ndarray, labels: np.ndarray, threshold: float) -> str:
+    """The image with the error map over it, as a small PNG data URI."""
+    rgb = error_overlay(image, gt, labels, threshold)
     fig = _figure()
     fig.set_size_inches(2.4, 2.4 * rgb.shape[0] / rgb.shape[1])
     ax = fig.add_axes((0, 0, 1, 1))

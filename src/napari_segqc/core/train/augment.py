@@ -29,7 +29,11 @@ class AugmentConfig:
     largest Gaussian noise std (each sample draws its own in ``[0, noise_std]``; 0 = off).
     ``spatial_p`` is the chance that a sample gets the affine/elastic warp when enabled;
     ``elastic_alpha`` is the displacement std in pixels on a control grid ``elastic_spacing``
-    pixels apart (smoothly upsampled).
+    pixels apart (smoothly upsampled). ``zoom`` is drawn log-uniformly (a random scale change:
+    ``(0.5, 2)`` halves or doubles objects equally often). Colour images only:
+    ``channel_jitter`` scales each channel by ``exp(U(-j, j))`` and shifts it by ``U(-j, j) / 2``
+    (stain colour changes), and ``grey_p`` is the chance that a sample's channels are all
+    replaced by their mean (grey images given as colour).
     """
 
     flips: bool = True
@@ -46,6 +50,26 @@ class AugmentConfig:
     elastic_alpha: float = 4.0
     elastic_spacing: int = 32
     spatial_p: float = 0.5
+    channel_jitter: float = 0.0
+    grey_p: float = 0.0
+
+
+#: The random zoom range of scale augmentation by default (``segqc train --zoom``, the Train
+#: dock): objects up to ~1.4x smaller or larger than in the training images.
+DEFAULT_ZOOM = (0.7, 1.4)
+
+
+def with_zoom(config: AugmentConfig, zoom: tuple[float, float]) -> AugmentConfig:
+    """``config`` with scale augmentation over ``zoom`` (``(1, 1)``: none). Raises a
+    :class:`SegQCError` for a range that is not ``0 < low <= high``."""
+    from dataclasses import replace
+
+    lo, hi = zoom
+    if not 0 < lo <= hi:
+        raise SegQCError(f"zoom range must be 0 < low <= high, got {lo}, {hi}")
+    if lo == hi == 1:
+        return replace(config, affine=False)
+    return replace(config, affine=True, zoom=(float(lo), float(hi)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,7 +120,8 @@ def _warp_grid(
     on = (u[:, 3] < config.spatial_p).view(-1, 1, 1)
     if config.affine:
         angle = 2 * math.pi * u[:, 0]
-        zoom = config.zoom[0] + (config.zoom[1] - config.zoom[0]) * u[:, 1]
+        lo_z, hi_z = math.log(config.zoom[0]), math.log(config.zoom[1])
+        zoom = torch.exp(lo_z + (hi_z - lo_z) * u[:, 1])
         shear = config.shear * (2 * u[:, 2] - 1)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         rot = torch.stack([cos, -sin, sin, cos], dim=1).view(-1, 2, 2)
@@ -172,6 +197,8 @@ def augment_batch(
     if config.elastic:
         gh, gw = (max(2, round(s / config.elastic_spacing) + 1) for s in (h, w))
         coarse = _randn(generator, dev, b, 2, gh, gw)
+    colour = images.shape[1] > 1 and (config.channel_jitter > 0 or config.grey_p > 0)
+    u_col = _rand(generator, dev, b, 2 * images.shape[1] + 1) if colour else None
 
     if config.affine or config.elastic:
         grid = _warp_grid(config, images.shape, u_warp, coarse)
@@ -204,7 +231,20 @@ def augment_batch(
         images, targets = _gather(images, index), _gather(targets, index)
     if config.intensity:
         images = _intensity(images.to(work), config, u_int, noise).to(dtype)
+    if u_col is not None:
+        images = _colour(images.to(work), config, u_col).to(dtype)
     return images.contiguous(), targets.contiguous()
+
+
+def _colour(x: torch.Tensor, config: AugmentConfig, u: torch.Tensor) -> torch.Tensor:
+    """Per-channel gain and offset, and some samples turned grey; ``u`` is (B, 2C + 1)."""
+    b, c = x.shape[:2]
+    j = config.channel_jitter
+    gain = torch.exp(j * (2 * u[:, :c] - 1)).view(b, c, 1, 1)
+    offset = (j / 2 * (2 * u[:, c : 2 * c] - 1)).view(b, c, 1, 1)
+    x = x * gain + offset
+    grey = (u[:, 2 * c] < config.grey_p).view(b, 1, 1, 1)
+    return torch.where(grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
 
 
 def augment_sample_numpy(

@@ -48,6 +48,13 @@ class TrainConfig:
     split_height: float = 0.2  # decoding (instance mode): core-peak rise that splits objects
     min_object_prob: float = 0.0  # decoding: objects of lower mean foreground probability dropped
     init: str | None = None  # weights to start from (run folder or .safetensors); None: random
+    # object size the model learnt (set by training from its training labels; 0: unknown):
+    # median equivalent diameter in pixels, and the 5-95 % range of the images' medians
+    diameter: float = 0.0
+    diameter_range: tuple[float, float] = (0.0, 0.0)
+    # share of the training images with a bright background (stained, brightfield; set by
+    # training): above 0.5 the model expects bright backgrounds
+    bright_fraction: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,6 +74,8 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise SegQCError(f"training config has unknown keys: {sorted(unknown)}")
+        if isinstance(data.get("diameter_range"), list):
+            data["diameter_range"] = tuple(data["diameter_range"])
         nested = {"model": ModelConfig, "schedule": ScheduleConfig, "augment": AugmentConfig}
         for key, kind in nested.items():
             if key in data and isinstance(data[key], dict):  # JSON lists back to tuples

@@ -91,8 +91,15 @@ def _few(names: Sequence[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + more
 
 
-def load_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[Sample]:
-    """Samples from an images folder and a masks folder, paired by file name without suffix."""
+def load_folder(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    names: Sequence[str] | None = None,
+    *,
+    rgb: bool | None = None,
+) -> list[Sample]:
+    """Samples from an images folder and a masks folder, paired by file name without suffix;
+    with ``names``, only those (a split's file list), in that order."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
@@ -105,7 +112,12 @@ def load_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> 
         raise SegQCError(f"unpaired files in {images_dir} and {masks_dir}: " + "; ".join(parts))
     if not imgs:
         raise SegQCError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return [make_sample(read_image(imgs[k]), read_image(masks[k]), k) for k in sorted(imgs)]
+    if names is not None:
+        missing = [k for k in names if k not in imgs]
+        if missing:
+            raise SegQCError(f"{images_dir}: no image named {_few(missing)}")
+    keys = sorted(imgs) if names is None else list(names)
+    return [make_sample(read_image(imgs[k]), read_image(masks[k]), k, rgb=rgb) for k in keys]
 
 
 def _dsb_ids(root: Path) -> list[Path]:

@@ -16,11 +16,15 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..device import autocast_dtype, pick_device
 from ..errors import SegQCError
+from ..instances.sizes import training_diameters
 from ..instances.targets import TARGET_CHANNELS, make_targets
 from ..io import write_text
 from ..models.builtin import resolve_model_path
+from ..models.normalize import BRIGHT_BACKGROUND, background_place
 from ..models.weights import load_state, load_weights, save_state
 from .config import TrainConfig
 from .data import PatchSampler, Sample, check_samples, split_samples
@@ -60,13 +64,15 @@ def iter_train(
     *,
     resume: bool = False,
     stop: Callable[[], bool] | None = None,
+    val_samples: list[Sample] | None = None,
 ) -> Generator[StepReport | EpochReport, None, Path]:
     """Train on ``samples``, writing the run folder ``out_dir``; return the best weights' path.
 
     With ``resume=True`` the run folder's ``config.json``, weights, optimizer, schedule, epoch
     counter and history are taken up where they stopped; only ``config.epochs`` is taken from
     ``config``: the new total, more than the epochs done (fewer than planned shortens the
-    schedule from where it is; see :func:`.run_folder.saved_run`).
+    schedule from where it is; see :func:`.run_folder.saved_run`). ``val_samples`` given: a
+    fixed validation set (``samples`` all train; ``config.val_fraction`` is not used).
     """
     import torch
 
@@ -78,7 +84,7 @@ def iter_train(
     run = RunFolder(out)
     if resume:
         config = resumed_config(out, config)
-    n_channels = check_samples(samples)
+    n_channels = check_samples(list(samples) + list(val_samples or []))
     config = replace(
         config,
         model=replace(
@@ -86,7 +92,21 @@ def iter_train(
         ),
     )
     config.check()
-    train_set, val_set = split_samples(samples, config.val_fraction, config.seed)
+    if val_samples is None:
+        train_set, val_set = split_samples(samples, config.val_fraction, config.seed)
+    else:
+        train_set, val_set = list(samples), list(val_samples)
+    if not resume:
+        diameter, diameter_range = training_diameters([s.labels for s in train_set])
+        bright = np.mean(
+            [background_place(s.image.mean(axis=0)) > BRIGHT_BACKGROUND for s in train_set]
+        )
+        config = replace(
+            config,
+            diameter=round(diameter, 2),
+            diameter_range=tuple(round(d, 2) for d in diameter_range),
+            bright_fraction=round(float(bright), 3),
+        )
     check_run_folder(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.json", config.to_json())

@@ -1,0 +1,114 @@
+"""Train the version-2 built-in models on the fixed splits of ../shared/data (splits/*.txt).
+
+    python scripts/train_builtin_v2.py --kind fluo --out RUN_FLUO [--epochs 100] [--resume]
+    python scripts/train_builtin_v2.py --kind stained --out RUN_STAINED [--epochs 40] [--resume]
+
+* ``fluo`` ("nuclei"): grey fluorescence, ``dsb2018`` train split, validation on its val split;
+  from random weights (the version-1 model saw the test images, so nothing of it is reused).
+* ``stained`` ("nuclei-stained"): colour input, ``dsb2018_other`` train split (stained tissue and
+  grey brightfield given as three equal channels); warm-started from the version-1 ``nuclei``
+  model (which never saw these images), its first convolution spread over the three channels
+  with the sign flipped (dark nuclei on a light background look like bright nuclei at first).
+
+Both: U-Net, resnet34 encoder with 4 stages, decoder 128-64-32-16, random zoom 0.6-1.7x
+(scale augmentation), flips, 90-degree turns, intensity jitter; the stained model adds colour
+jitter and random grey. The test split is never loaded here. One line per epoch; the run
+folder (``--resume``) carries a run over several sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from train_builtin_model import print_epochs
+
+from napari_segqc.core.models.builtin import resolve_model_path
+from napari_segqc.core.models.registry import ModelConfig
+from napari_segqc.core.models.weights import load_weights, save_weights
+from napari_segqc.core.train.augment import AugmentConfig
+from napari_segqc.core.train.config import TrainConfig
+from napari_segqc.core.train.data import load_folder
+from napari_segqc.core.train.loop import iter_train
+from napari_segqc.core.train.optim import ScheduleConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+DATASET = {"fluo": "dsb2018", "stained": "dsb2018_other"}
+
+NETWORK = ModelConfig(encoder="resnet34", encoder_depth=4, decoder_channels=(128, 64, 32, 16))
+AUGMENT = AugmentConfig(affine=True, zoom=(0.6, 1.7), shear=0.1, spatial_p=0.6)
+CONFIGS = {
+    "fluo": TrainConfig(
+        model=NETWORK,
+        lr=1e-3,
+        schedule=ScheduleConfig(name="cosine", min_lr_ratio=0.02),
+        epochs=100,
+        steps_per_epoch=50,
+        patience=0,
+        checkpoint_every=5,
+        augment=AUGMENT,
+    ),
+    "stained": TrainConfig(
+        model=replace(NETWORK, in_channels=3),
+        lr=5e-4,
+        schedule=ScheduleConfig(name="cosine", min_lr_ratio=0.02),
+        epochs=40,
+        steps_per_epoch=40,
+        patience=0,
+        checkpoint_every=5,
+        augment=replace(AUGMENT, channel_jitter=0.15, grey_p=0.15),
+    ),
+}
+
+
+def split_names(dataset: str, part: str) -> list[str]:
+    return (ROOT / "splits" / f"{dataset}_{part}.txt").read_text().split()
+
+
+def load_split(dataset: str, part: str, data: Path = DATA, rgb: bool | None = None):
+    folder = data / dataset / "train"
+    return load_folder(folder / "images", folder / "masks", split_names(dataset, part), rgb=rgb)
+
+
+def rgb_init(source: str, out: Path) -> Path:
+    """A grey model's weights with the first convolution spread over three channels, negated."""
+    weights, _ = load_weights(resolve_model_path(source))
+    first = weights["encoder.conv1.weight"].float()
+    weights = {k: v.float() for k, v in weights.items()}
+    weights["encoder.conv1.weight"] = (-first / 3).repeat(1, 3, 1, 1)
+    return save_weights(out, weights, {"note": f"RGB, inverted first layer of {source}"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=sorted(CONFIGS), required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = CONFIGS[args.kind]
+    if args.epochs:
+        config = replace(config, epochs=args.epochs)
+    dataset, rgb = DATASET[args.kind], args.kind == "stained"
+    if rgb and not args.resume:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        init = args.out.parent / f"{args.out.name}_init.safetensors"
+        config = replace(config, init=str(rgb_init("nuclei", init)))
+    train = load_split(dataset, "train", args.data, rgb=rgb or None)
+    val = load_split(dataset, "val", args.data, rgb=rgb or None)
+    print(f"{args.kind}: {len(train)} training and {len(val)} validation images", flush=True)
+    print_epochs(iter_train(config, train, args.out, resume=args.resume, val_samples=val))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
