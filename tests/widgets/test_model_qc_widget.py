@@ -93,3 +93,18 @@ def test_run_without_models_or_data_says_what_is_missing(dock, errors):
     dock.run()
     assert "folder of the QC set" in dock.status.value
     assert len(errors) == 2
+
+
+def test_auto_is_offered_and_evaluates_per_image(qtbot, dock, sample_dir):
+    from napari_segqc._widgets.model_qc_widget import AUTO_CHOICE
+
+    assert AUTO_CHOICE in dock.model_combo.choices
+    dock.images_dir.value = sample_dir / "images"
+    dock.gt_dir.value = sample_dir / "masks"
+    dock.model_combo.value = AUTO_CHOICE
+    dock.add_model()
+    assert dock.models.item(0).text() == "auto"
+    dock.run()
+    _wait(qtbot, dock)
+    assert not dock.status.is_error, dock.status.value
+    assert dock.table.rowCount() == 4 and "best auto" in dock.status.value

@@ -35,6 +35,7 @@ from .model_qc_plots import PLOTS, ModelQCPlot
 from .session import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
+AUTO_CHOICE = "auto (the built-in model that fits each image)"
 TABLE_COLUMNS = ("model", "image", "accuracy", "f1", "tp", "fp", "fn", "merges", "splits")
 
 
@@ -158,7 +159,7 @@ class ModelQCWidget(DockWidget):
     def _model_choices(self, _w=None) -> list[str]:
         names = [BUILTIN_TITLES.get(n, n) for n, p in BUILTIN_MODELS.items() if p.is_file()]
         names += [f"trained: {p}" for p in reversed(TRAINED_MODELS)]
-        return [*names, FILE_CHOICE]
+        return [*names, AUTO_CHOICE, FILE_CHOICE]
 
     def _on_model_choice(self, value) -> None:
         self.model_path.visible = value == FILE_CHOICE
@@ -173,7 +174,7 @@ class ModelQCWidget(DockWidget):
         """Add a model to evaluate (the choice shown, or ``source``)."""
         if source is None:
             value = self.model_combo.value
-            titles = {t: n for n, t in BUILTIN_TITLES.items()}
+            titles = {t: n for n, t in BUILTIN_TITLES.items()} | {AUTO_CHOICE: "auto"}
             if value == FILE_CHOICE:
                 source = str(self.model_path.value)
                 if not Path(source).exists() or source in ("", "."):
