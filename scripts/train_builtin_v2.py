@@ -2,6 +2,7 @@
 
     python scripts/train_builtin_v2.py --kind fluo --out RUN_FLUO [--epochs 100] [--resume]
     python scripts/train_builtin_v2.py --kind stained --out RUN_STAINED [--epochs 40] [--resume]
+    python scripts/train_builtin_v2.py --kind fluo --out RUN2 --init RUN/last.safetensors --lr 3e-4
 
 * ``fluo`` ("nuclei"): grey fluorescence, ``dsb2018`` train split, validation on its val split;
   from random weights (the version-1 model saw the test images, so nothing of it is reused).
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", help="start from these weights (a run's last.safetensors)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the kind's)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -98,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     config = CONFIGS[args.kind]
     if args.epochs:
         config = replace(config, epochs=args.epochs)
+    if args.lr:
+        config = replace(config, lr=args.lr)
+    if args.init:
+        config = replace(config, init=str(args.init))
     dataset, rgb = DATASET[args.kind], args.kind == "stained"
-    if rgb and not args.resume:
+    if rgb and not args.resume and not args.init:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         init = args.out.parent / f"{args.out.name}_init.safetensors"
         config = replace(config, init=str(rgb_init("nuclei", init)))

@@ -225,3 +225,29 @@ def test_big_maps_are_redecoded_in_a_worker(qtbot, widget, monkeypatch):
     qtbot.waitUntil(lambda: widget._decode_worker is None, timeout=20_000)
     qtbot.waitUntil(lambda: layer.data.max() == 2, timeout=20_000)
     assert widget.status.value.endswith("2 objects")
+
+
+def test_export_row_writes_an_onnx_model_that_loads(qtbot, widget, model_path, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from napari_segqc.core.predict.loading import load_model
+
+    widget.model_combo.value = FILE_CHOICE
+    widget.model_path.value = model_path
+    widget.exporter.format.value = "ONNX int8"  # a trained model: calibrated on the picked image
+    worker = widget.exporter.export(dest=str(tmp_path / "exported"))
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.exporter.button.enabled, timeout=60_000)
+    out = tmp_path / "exported.onnx"
+    assert load_model(out).backend == "onnx"
+    assert "model exported" in widget.status.value
+    # auto exports the built-in model it picks; a folder that cannot be made is a message
+    widget.model_combo.value = AUTO_CHOICE
+    widget.exporter.format.value = "TorchScript"
+    widget.exporter.export(dest=str(tmp_path / "picked.pt"))
+    qtbot.waitUntil(lambda: widget.exporter.button.enabled, timeout=60_000)
+    assert load_model(tmp_path / "picked.pt").config == load_model("nuclei").config
+    (tmp_path / "a_file").write_text("")
+    widget.exporter.export(dest=str(tmp_path / "a_file" / "x.pt"))
+    qtbot.waitUntil(lambda: widget.exporter.button.enabled, timeout=60_000)
+    assert "export failed" in widget.status.value
+    assert not (tmp_path / "a_file").is_dir()

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import QAbstractItemView, QListWidget, QTableWidget, QTableW
 
 from ..core.errors import SegQCError
 from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
+from ..core.models.formats import MODEL_FILE_FILTER
 from ..core.qc.evaluate import METRICS, PredictionCache, QCPair, row_key
 from ..core.qc.tune import TUNE_METRICS
 from .base import DockWidget
@@ -96,7 +97,9 @@ class ModelQCWidget(DockWidget):
         self.add_pair_button = PushButton(text="Add pair")
         self.pairs_label = Label(value="no pairs yet", visible=False)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
-        self.model_path = FileEdit(label="Model file", mode="r", visible=False)
+        self.model_path = FileEdit(
+            label="Model file", mode="r", visible=False, filter=MODEL_FILE_FILTER
+        )
         self.add_model_button = PushButton(text="Add model")
         self.remove_model_button = PushButton(text="Remove")
         self.models = QListWidget()
@@ -178,7 +181,7 @@ class ModelQCWidget(DockWidget):
             if value == FILE_CHOICE:
                 source = str(self.model_path.value)
                 if not Path(source).exists() or source in ("", "."):
-                    self.show_error(f"choose a run folder or a .safetensors file ({source})")
+                    self.show_error(f"choose a run folder or a model file ({source})")
                     return
             else:
                 source = titles.get(value, value.removeprefix("trained: "))

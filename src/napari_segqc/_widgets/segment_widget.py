@@ -28,8 +28,10 @@ from napari.layers import Image
 
 from ..core.errors import SegQCError
 from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
+from ..core.models.formats import MODEL_FILE_FILTER
 from .base import DockWidget
 from .layers import SEGMENT_METADATA_KEY
+from .model_export import ModelExportRow
 from .segment_decoding import DecodingMixin
 from .segment_inputs import ImageInputs
 from .session import TRAINED_MODELS
@@ -101,7 +103,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
         self.image_combo = self.layer_picker("Image", Image)
         self.model_combo = ComboBox(label="Model", choices=self._model_choices)
         self.model_path = FileEdit(
-            label="Model file", mode="r", visible=False, filter="*.safetensors"
+            label="Model file", mode="r", visible=False, filter=MODEL_FILE_FILTER
         )
         self.inputs = ImageInputs(self)
         self.diameter = FloatSpinBox(
@@ -123,6 +125,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
         self._make_decoding_controls()
         self.tta = CheckBox(text="Flip test-time augmentation (4x slower)", value=False)
         self.show_probs = CheckBox(text="Add the probability map as a layer", value=False)
+        self.exporter = ModelExportRow(self)
         form = Container(
             widgets=[
                 self.image_combo,
@@ -151,7 +154,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
             ],
             labels=True,
         )
-        self.add(form)
+        self.add(form, self.exporter)
         self.model_combo.changed.connect(self._on_model_choice)
         self.model_path.changed.connect(lambda _v: self._read_picked_model())
         self.defaults_button.changed.connect(self.model_defaults)
@@ -199,7 +202,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
         if value == FILE_CHOICE:
             path = Path(self.model_path.value)
             if str(path) in ("", ".") or not path.exists():
-                raise SegQCError(f"choose a run folder or a .safetensors model file ({path})")
+                raise SegQCError(f"choose a run folder or a model file ({path})")
             return str(path)
         if value.startswith(TRAINED_PREFIX):
             return value[len(TRAINED_PREFIX) :]
@@ -223,6 +226,26 @@ class SegmentWidget(DecodingMixin, DockWidget):
         with self.inputs.invert.changed.blocked():
             self.inputs.invert.value = self.auto_choice.invert
         return self.auto_choice.model
+
+    def export_source(self) -> str:
+        """The model the export row writes: the picked one (with auto, the one it picks for
+        the picked image)."""
+        return self._resolved_source()
+
+    def export_calibration(self) -> list:
+        """int8 calibration images of a model without shipped samples: the picked image."""
+        image = self.image_combo.value
+        if image is None or image.multiscale:
+            raise SegQCError(
+                "int8 export of a trained model calibrates on the picked image: pick an image "
+                "like the model's training images (or use segqc export --calibration DIR)"
+            )
+        from ..core.predict.inference import check_image
+        from ..core.predict.loading import read_config
+
+        data = self.inputs.model_input(image)
+        lead, _ = check_image(data, read_config(self.export_source()))
+        return [np.asarray(data[tuple(n // 2 for n in lead)])]  # the middle slice of a stack
 
     def prepare(self):
         """Check the inputs against the model's header (channels, shapes) before the model is

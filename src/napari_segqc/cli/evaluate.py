@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
         required=True,
         metavar="MODEL",
         help="'auto' (the built-in model that fits each image), a built-in name, a run folder "
-        "(its best, else last) or a .safetensors file; repeat to compare models",
+        "(its best, else last), a model file (.safetensors, .onnx, .pt) or a bioimage.io "
+        "package (.zip); repeat to compare models",
     )
     p.add_argument(
         "--checkpoints",
@@ -52,7 +53,7 @@ def add_parser(sub) -> None:
         help="with --checkpoints: copy the best checkpoint to best_qc.safetensors in the run",
     )
     p.add_argument("--top", type=int, default=3, help="best and worst images shown per model")
-    add_device_options(p, precision=False)
+    add_device_options(p)
     p.set_defaults(func=run_evaluate_command)
 
 
@@ -73,7 +74,7 @@ def _history(run: Path) -> list[dict]:
 
 
 def run_evaluate_command(args: argparse.Namespace) -> int:
-    from ..core.device import pick_device
+    from ..core.device import autocast_dtype, pick_device
     from ..core.errors import SegQCError
     from ..core.io import write_atomic, write_text
     from ..core.qc.evaluate import (
@@ -100,7 +101,13 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     cache = PredictionCache()
     print(f"evaluating {len(specs)} model(s) on {len(qc_set)} images", flush=True)
     gen = iter_evaluate(
-        specs, qc_set, threshold=args.threshold, tta=args.tta, device=device, cache=cache
+        specs,
+        qc_set,
+        threshold=args.threshold,
+        tta=args.tta,
+        device=device,
+        dtype=autocast_dtype(args.precision, device),
+        cache=cache,
     )
     while True:
         try:

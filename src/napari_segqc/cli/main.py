@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, evaluate, predict, qc, train, tune
+from . import demo, evaluate, export, predict, qc, train, tune
 
 EXIT_ERROR = 1
 #: The commands, in the order ``segqc --help`` lists them.
-COMMANDS = (qc, train, predict, evaluate, tune, demo)
+COMMANDS = (qc, train, predict, evaluate, tune, export, demo)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

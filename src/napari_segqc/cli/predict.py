@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
         default="auto",
         help="'auto' (the built-in model that fits each image: 'nuclei' for grey "
         "fluorescence, 'nuclei-stained' for colour and brightfield images), a built-in name, a "
-        "run folder or a .safetensors file",
+        "run folder, a model file (.safetensors, .onnx, .pt) or a bioimage.io package (.zip)",
     )
     p.add_argument(
         "--diameter",

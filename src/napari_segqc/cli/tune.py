@@ -41,7 +41,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
     from ..core.device import pick_device
     from ..core.errors import SegQCError
     from ..core.models.builtin import resolve_model_path
-    from ..core.models.weights import load_weights
+    from ..core.models.formats import SAFETENSORS, model_format, read_model_meta
     from ..core.predict.loading import export_model, read_config
     from ..core.qc.evaluate import PredictionCache, evaluate, load_qc_set, model_specs
     from ..core.qc.tune import iter_tune
@@ -52,6 +52,11 @@ def run_tune_command(args: argparse.Namespace) -> int:
     if not 0.0 < args.threshold <= 1.0:
         raise SegQCError(f"--threshold must be in (0, 1], got {args.threshold}")
     output_folder(out.parent, "--out's folder")
+    if model_format(resolve_model_path(args.model)) != SAFETENSORS:
+        raise SegQCError(
+            f"--model {args.model}: tuning writes a .safetensors model, so it needs the "
+            "model's .safetensors file, run folder or built-in name (not an exported model)"
+        )
     (spec,) = model_specs([args.model])
     qc_set = load_qc_set(args.images, args.gt)
     config = read_config(args.model)
@@ -77,7 +82,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
             break
         if trials % 25 == 0:
             print(f"  {trials} settings tried, best {args.metric} {best:.4f}", flush=True)
-    card = dict(load_weights(resolve_model_path(args.model), tensors=False)[1].get("card") or {})
+    card = dict(read_model_meta(args.model)[1].get("card") or {})
     card["tuned_decoding"] = {
         "set": {
             "images": str(args.images),

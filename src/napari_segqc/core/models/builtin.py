@@ -1,7 +1,9 @@
 """Built-in models shipped in the package, and where a model source points to.
 
 A model source is a built-in name (``"nuclei"``), a run folder (its ``best.safetensors``, else
-``last.safetensors``) or a ``.safetensors`` file.
+``last.safetensors``), a model file (``.safetensors``, ``.onnx``, TorchScript ``.pt``) or a
+bioimage.io package (``.zip``, or a folder holding ``rdf.yaml``) exported by napari-segqc; see
+:mod:`.formats`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def resolve_model_path(source: str | os.PathLike) -> Path:
         return path
     path = Path(source)
     if path.is_dir():
+        if (path / "rdf.yaml").is_file() or any(path.glob("*.bioimageio.yaml")):
+            return path  # an unpacked bioimage.io package
         for name in ("best.safetensors", "last.safetensors"):
             if (path / name).is_file():
                 return path / name

@@ -1,9 +1,10 @@
 """Loading a trained model for inference, and exporting one for shipping.
 
-:func:`load_model` takes a built-in name, a run folder or a ``.safetensors`` file written by the
-trainer (see :func:`napari_segqc.core.models.builtin.resolve_model_path`); the file's own config
-rebuilds the network and its pre- and post-processing. Files are checked before reading:
-pickles and foreign files are refused.
+:func:`load_model` takes a built-in name, a run folder, a ``.safetensors`` file written by the
+trainer, or a model exported by ``segqc export`` (ONNX, TorchScript, bioimage.io package; see
+:mod:`napari_segqc.core.models.formats`); the file's own config rebuilds the network and its
+pre- and post-processing. Files are checked before reading: pickles and foreign files are
+refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from pathlib import Path
 
 from ..errors import SegQCError
 from ..models.builtin import resolve_model_path
+from ..models.formats import (
+    BIOIMAGEIO,
+    ONNX,
+    SAFETENSORS,
+    TORCHSCRIPT,
+    model_format,
+    read_model_meta,
+    read_torchscript,
+)
 from ..models.registry import ModelConfig, build_model
 from ..models.weights import load_weights, save_weights
 from ..train.config import TrainConfig
@@ -26,14 +36,15 @@ class LoadedModel:
     model: object
     config: TrainConfig
     path: Path
+    #: What runs the network: "torch" (also TorchScript) or "onnx" (onnxruntime, CPU).
+    backend: str = "torch"
 
 
 def read_config(source: str | os.PathLike) -> TrainConfig:
     """The config of a model file (built-in name, run folder or file) without loading its
     weights: only the file's header is read, so inputs can be checked against the model at
     once, before the seconds that loading takes."""
-    path = resolve_model_path(source)
-    _, meta = load_weights(path, tensors=False)
+    path, meta = read_model_meta(source)
     return _config_of(path, meta)
 
 
@@ -44,11 +55,32 @@ def _config_of(path: Path, meta: dict) -> TrainConfig:
 
 
 def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
-    """Load a trained model (weights + config) onto ``device`` (CPU by default), in eval mode."""
+    """Load a trained model (weights + config) onto ``device`` (CPU by default), in eval mode.
+
+    ONNX models run with onnxruntime on the CPU (``device`` is ignored); TorchScript and
+    bioimage.io packages with torch."""
     import torch
 
     path = resolve_model_path(source)
-    weights, meta = load_weights(path)
+    fmt = model_format(path)
+    device = device or torch.device("cpu")
+    if fmt == ONNX:
+        from ..models.onnx_network import load_onnx_proto, make_onnx_network, onnx_metadata
+
+        config = _config_of(path, onnx_metadata(load_onnx_proto(path), path))
+        return LoadedModel(make_onnx_network(path), config, path, backend="onnx")
+    if fmt == TORCHSCRIPT:
+        module, meta = read_torchscript(path)
+        config = _config_of(path, meta)
+        module = module.to(device).eval()
+        return LoadedModel(module, config, path)
+    if fmt == BIOIMAGEIO:
+        from ..models.bioimageio_model import read_bioimageio_weights
+
+        weights, meta = read_bioimageio_weights(path)
+    else:
+        assert fmt == SAFETENSORS
+        weights, meta = load_weights(path)
     config = _config_of(path, meta)
     model = build_model(ModelConfig.from_dict(config.model.to_dict()))
     try:
@@ -56,7 +88,6 @@ def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise SegQCError(f"{path}: weights do not fit the model in its config ({first})") from None
-    device = device or torch.device("cpu")
     model = model.to(device, memory_format=torch.channels_last).eval()
     return LoadedModel(model=model, config=config, path=path)
 

@@ -216,11 +216,14 @@ def iter_evaluate(
     threshold: float = 0.5,
     tta: bool = False,
     device=None,
+    dtype="auto",
     cache: PredictionCache | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> Generator[EvalProgress, None, Evaluation]:
     """Score every model of ``specs`` on every pair of ``qc_set``; yields an
     :class:`EvalProgress` after each (model, image) and returns an :class:`Evaluation`.
+    ``dtype``: the autocast precision of torch models (see
+    :func:`napari_segqc.core.predict.inference.iter_predict_probs`; one per evaluation).
 
     Maps and labels already in ``cache`` are reused (``seconds`` then counts only what ran).
     """
@@ -255,7 +258,7 @@ def iter_evaluate(
                     loaded = loaded or load_model(spec.source, device)
                     used, image = loaded, _model_input(loaded, pair.image)
                 if key not in cache.maps:
-                    gen = iter_scaled_maps(used, image, diameter="auto", tta=tta)
+                    gen = iter_scaled_maps(used, image, diameter="auto", tta=tta, dtype=dtype)
                     cache.maps[key] = run_to_end(gen, None, stop)[0]
                 cache.labels[key] = decode_labels(cache.maps[key], used.config)
             labels = cache.labels[key]

@@ -217,7 +217,6 @@ def render_report(
 
 def _card(source: str) -> dict:
     """The model card stored in a model file's metadata (empty if it has none)."""
-    from ..models.builtin import resolve_model_path
-    from ..models.weights import load_weights
+    from ..models.formats import read_model_meta
 
-    return load_weights(resolve_model_path(source), tensors=False)[1].get("card") or {}
+    return read_model_meta(source)[1].get("card") or {}
