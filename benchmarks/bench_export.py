@@ -59,13 +59,13 @@ def link_split(part: str, folder: Path) -> tuple[Path, Path]:
     return images, gt
 
 
-def export_variants(model: str, folder: Path) -> dict[str, tuple[str, str]]:
-    """variant -> (model source, precision)."""
+def export_variants(model: str, folder: Path) -> dict[str, tuple[str, str, str]]:
+    """variant -> (model source, precision, backend)."""
     calibration = folder / "calibration"
     calibration.mkdir()
     for name in split("train")[:32]:
         os.symlink(DATA / "images" / f"{name}.tif", calibration / f"{name}.tif")
-    variants = {"torch fp32": (model, "fp32"), "torch bf16": (model, "auto")}
+    variants = {"torch fp32": (model, "fp32", "torch"), "torch bf16": (model, "auto", "torch")}
     for key, extra in [
         ("ONNX fp32", []),
         ("ONNX fp16", ["--quantize", "fp16"]),
@@ -75,7 +75,7 @@ def export_variants(model: str, folder: Path) -> dict[str, tuple[str, str]]:
         argv = ["export", "--model", model, "--format", "onnx", "--out", str(out), *extra]
         if segqc(argv) != 0:
             raise SystemExit(f"export failed: {argv}")
-        variants[key] = (str(out), "auto")
+        variants[key] = (str(out), "auto", "onnx")
     return variants
 
 
@@ -91,12 +91,12 @@ def speeds(variants, size: int, repeat: int) -> dict[str, float]:
     from napari_segqc.core.device import autocast_dtype
 
     image = mosaic(size, seed=1)
-    loaded = {k: load_model(src) for k, (src, _) in variants.items()}
+    loaded = {k: load_model(src, backend=backend) for k, (src, _, backend) in variants.items()}
     best = dict.fromkeys(variants, np.inf)
     for k in variants:  # warm-up
         segment(loaded[k], image[:512, :512], dtype=None)
     for _ in range(repeat):
-        for k, (_, precision) in variants.items():
+        for k, (_, precision, _) in variants.items():
             dtype = autocast_dtype(precision, torch.device("cpu"))
             t0 = time.perf_counter()
             segment(loaded[k], image, dtype=dtype)
@@ -107,10 +107,10 @@ def speeds(variants, size: int, repeat: int) -> dict[str, float]:
 def accuracies(variants, folder: Path) -> dict[str, tuple[float, float]]:
     images, gt = link_split("test", folder / "test")
     out = {}
-    for k, (src, precision) in variants.items():
+    for k, (src, precision, backend) in variants.items():
         result = folder / f"eval_{k.replace(' ', '_')}"
         argv = ["evaluate", "--model", src, "--images", str(images), "--gt", str(gt)]
-        argv += ["--out", str(result), "--precision", precision]
+        argv += ["--out", str(result), "--precision", precision, "--backend", backend]
         if segqc(argv) != 0:
             raise SystemExit(f"evaluate failed: {argv}")
         with open(result / "summary.csv", newline="") as f:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{args.model}, {args.size}² mosaic, {os.cpu_count()} CPU threads")
         print("| variant | file MB | MPix/s | × torch bf16 | accuracy τ 0.5 | τ 0.7 |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for k, (src, _) in variants.items():
+        for k, (src, _, _) in variants.items():
             a5, a7 = acc.get(k, (float("nan"), float("nan")))
             ratio = mps[k] / mps["torch bf16"]
             print(

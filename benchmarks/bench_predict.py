@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{float(peak) / 1024:.2f} GiB, {seconds} s, {n} objects"
     )
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, backend="torch")
     bf16 = autocast_dtype("auto", torch.device("cpu"))
     print(
         f"model {loaded.path.name}: {loaded.config.model.encoder} U-Net, depth "

@@ -82,7 +82,7 @@ def main() -> None:
     args = p.parse_args()
 
     source = args.run[0] if len(args.run) == 1 else average_checkpoints(args.run, args.out)
-    loaded = load_model(source)
+    loaded = load_model(source, backend="torch")
     with torch.no_grad():  # score the weights as shipped: rounded to float16 like the export
         for value in loaded.model.state_dict().values():
             if value.dtype == torch.float32:

@@ -24,7 +24,7 @@ def export_model_file(source: str, dest: Path, fmt: str, quantize, calibration) 
     """Worker body: load ``source`` and write it to ``dest`` in format ``fmt``."""
     from ..core.predict.loading import load_model
 
-    loaded = load_model(source)
+    loaded = load_model(source, backend="torch")
     if fmt == "onnx":
         from ..core.export.onnx_export import export_onnx
 

@@ -10,8 +10,11 @@ from ..core.device import PRECISIONS
 from ..core.errors import SegQCError
 
 
-def add_device_options(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
-    """``--device`` (and ``--precision``): where the network runs, and in which precision."""
+def add_device_options(
+    parser: argparse.ArgumentParser, *, precision: bool = True, backend: bool = False
+) -> None:
+    """``--device`` (and ``--precision``, ``--backend``): where the network runs, in which
+    precision, on what."""
     parser.add_argument(
         "--device",
         default="auto",
@@ -22,7 +25,18 @@ def add_device_options(parser: argparse.ArgumentParser, *, precision: bool = Tru
             "--precision",
             default="auto",
             choices=PRECISIONS,
-            help="autocast precision (auto: bf16 on the CPU and recent GPUs, else fp16)",
+            help="autocast precision of torch models (auto: bf16 on the CPU and recent GPUs, "
+            "else fp16)",
+        )
+    if backend:
+        from ..core.predict.loading import BACKENDS
+
+        parser.add_argument(
+            "--backend",
+            default="auto",
+            choices=BACKENDS,
+            help="what runs the network: auto (built-in models on the CPU: their int8 ONNX "
+            "version on onnxruntime, same accuracy, faster; else torch), torch, or onnx",
         )
 
 

@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
         help="with --checkpoints: copy the best checkpoint to best_qc.safetensors in the run",
     )
     p.add_argument("--top", type=int, default=3, help="best and worst images shown per model")
-    add_device_options(p)
+    add_device_options(p, backend=True)
     p.set_defaults(func=run_evaluate_command)
 
 
@@ -107,6 +107,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         tta=args.tta,
         device=device,
         dtype=autocast_dtype(args.precision, device),
+        backend=args.backend,
         cache=cache,
     )
     while True:

@@ -76,7 +76,7 @@ def run_export_command(args: argparse.Namespace) -> int:
         raise SegQCError(f"--out {out} is a folder: name a file")
     if out.exists() and args.format == "bioimageio" and not out.suffix:
         raise SegQCError(f"--out {out} exists: name a new package folder (nothing is replaced)")
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, backend="torch")
     start = time.perf_counter()
     if args.format == "onnx":
         from ..core.export.onnx_export import export_onnx

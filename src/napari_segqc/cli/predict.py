@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
         "--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (blended)"
     )
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
-    add_device_options(p)
+    add_device_options(p, backend=True)
     p.add_argument(
         "--tta", action="store_true", help="flip test-time augmentation (4 passes per tile)"
     )
@@ -108,7 +108,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
     files = _inputs(Path(args.input))
     device = pick_device(args.device)
     auto = args.model == AUTO
-    models = BuiltinModels(device)
+    models = BuiltinModels(device, args.backend)
     # bad settings and models are refused before any folder is made or image read
     config = read_config("nuclei" if auto else args.model)
     decoding = {
@@ -119,7 +119,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
     }
     decoding_config(config, **decoding)
     out = output_folder(args.out)
-    loaded = None if auto else load_model(args.model, device)
+    loaded = None if auto else load_model(args.model, device, args.backend)
     dtype = autocast_dtype(args.precision, device)
     failed = []
     for f in files:

@@ -21,7 +21,7 @@ from napari_segqc.core.qc.matching import match_objects, threshold_key
 
 @pytest.fixture(scope="module")
 def torch_model():
-    return load_model("nuclei")
+    return load_model("nuclei", backend="torch")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from napari_segqc._sample_data import load_sample
 from napari_segqc.core.errors import SegQCError
-from napari_segqc.core.models.builtin import BUILTIN_MODELS
+from napari_segqc.core.models.builtin import BUILTIN_INT8, BUILTIN_MODELS
 from napari_segqc.core.predict.auto import (
     FLUORESCENCE,
     GREY_BRIGHTFIELD,
@@ -63,6 +63,7 @@ def test_input_for_model_is_a_view_and_keeps_values():
 def test_builtin_models_load_segment_and_know_their_size(name, tmp_path):
     loaded = load_model(name)
     assert BUILTIN_MODELS[name].stat().st_size <= 25_000_000
+    assert BUILTIN_INT8[name].stat().st_size <= 25_000_000
     config = loaded.config
     assert config.diameter > 0 and config.diameter_range[0] < config.diameter
     card_test = _card(name)["scores"]["test"]

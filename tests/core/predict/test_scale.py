@@ -17,6 +17,7 @@ from napari_segqc.core.instances.sizes import (
 from napari_segqc.core.predict.loading import load_model
 from napari_segqc.core.predict.scale import (
     SCALE_TOLERANCE,
+    SHRINK_TOLERANCE,
     ScaleInfo,
     context_tiles,
     parse_diameter,
@@ -76,8 +77,10 @@ def test_training_diameters_and_scale_factor():
     median, (lo, hi) = training_diameters([small, small, big])
     assert 9 < median < 11 and 9 < lo < hi < 41
     config = replace(TrainConfig(), diameter=20.0, diameter_range=(10.0, 45.0))
-    assert scale_factor(30, config) == 1.0 and scale_factor(None, config) == 1.0
-    assert scale_factor(20 * SCALE_TOLERANCE * 1.01, config) < 1.0
+    assert scale_factor(27, config) == 1.0 and scale_factor(None, config) == 1.0
+    assert scale_factor(20 * SHRINK_TOLERANCE * 1.01, config) < 1.0  # shrinks sooner
+    assert scale_factor(20 / SCALE_TOLERANCE * 1.01, config) == 1.0
+    assert scale_factor(20 / SCALE_TOLERANCE / 1.01, config) > 1.0
     assert scale_factor(100, config) == pytest.approx(0.2)
     assert scale_factor(5, config) == pytest.approx(4.0)
     assert scale_factor(100, TrainConfig()) == 1.0  # the model's size unknown

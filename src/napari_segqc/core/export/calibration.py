@@ -19,29 +19,40 @@ from ..train.config import TrainConfig
 TILE = 256
 
 
+#: Scale factors the calibration tiles are drawn at, in turn: the network also sees images
+#: rescaled to its object size (``--diameter auto``), so its activation ranges must cover
+#: objects larger and smaller than in the training images.
+ZOOMS = (1.0, 2.0, 0.5, 1.41, 0.71)
+
+
 def calibration_tiles(images, config: TrainConfig, count: int, seed: int = 0) -> list:
-    """Up to ``count`` normalised ``(1, C, 256, 256)`` tiles, spread over ``images``."""
+    """Up to ``count`` normalised ``(1, C, 256, 256)`` tiles spread over ``images``, each
+    image rescaled by the next factor of :data:`ZOOMS`."""
+    from skimage.transform import rescale
+
     rng = np.random.default_rng(seed)
     rgb = config.model.in_channels == 3
     tiles = []
     per_image = max(1, int(np.ceil(count / max(1, len(images)))))
-    for image in images:
+    for i, image in enumerate(images):
         image = np.asarray(image)
         if not rgb and image.ndim == 3 and image.shape[-1] in (3, 4):
             image = image[..., 0]  # grey saved as RGB
         norm = normalize_image(image, rgb=rgb)
-        c, h, w = norm.shape
-        if c != config.model.in_channels:
+        if norm.shape[0] != config.model.in_channels:
             raise SegQCError(
-                f"calibration image has {c} channel(s), the model expects "
+                f"calibration image has {norm.shape[0]} channel(s), the model expects "
                 f"{config.model.in_channels}"
             )
-        padded = np.zeros((c, max(h, TILE), max(w, TILE)), np.float32)
-        padded[:, :h, :w] = norm
-        for _ in range(per_image):
+        for j in range(per_image):
+            zoom = ZOOMS[(i * per_image + j) % len(ZOOMS)]
+            scaled = norm if zoom == 1.0 else rescale(norm, zoom, order=1, channel_axis=0)
+            h, w = scaled.shape[1:]
+            pad = ((0, 0), (0, max(0, TILE - h)), (0, max(0, TILE - w)))
+            padded = np.pad(scaled, pad, mode="reflect") if h < TILE or w < TILE else scaled
             y = int(rng.integers(0, padded.shape[1] - TILE + 1))
             x = int(rng.integers(0, padded.shape[2] - TILE + 1))
-            tiles.append(padded[None, :, y : y + TILE, x : x + TILE].copy())
+            tiles.append(padded[None, :, y : y + TILE, x : x + TILE].astype(np.float32))
     if not tiles:
         raise SegQCError("no calibration images")
     return tiles[:count]

@@ -28,7 +28,7 @@ OPSET = 17
 
 
 def _torch_model(source) -> LoadedModel:
-    loaded = source if isinstance(source, LoadedModel) else load_model(source)
+    loaded = source if isinstance(source, LoadedModel) else load_model(source, backend="torch")
     if loaded.backend != "torch":
         raise SegQCError(
             f"{loaded.path}: export needs the model's torch weights (its .safetensors, run "

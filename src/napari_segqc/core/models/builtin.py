@@ -19,6 +19,13 @@ BUILTIN_MODELS = {
     "nuclei": _HERE / "nuclei.safetensors",
     "nuclei-stained": _HERE / "nuclei_stained.safetensors",
 }
+#: int8 ONNX companions of the built-in models (``scripts/export_builtin_int8.py``): the same
+#: network quantized, run by onnxruntime, the default on the CPU (see
+#: :func:`napari_segqc.core.predict.loading.load_model`).
+BUILTIN_INT8 = {
+    "nuclei": _HERE / "nuclei.int8.onnx",
+    "nuclei-stained": _HERE / "nuclei_stained.int8.onnx",
+}
 #: How the built-in models are shown in the GUI.
 BUILTIN_TITLES = {
     "nuclei": "nuclei (fluorescence, DSB 2018)",

@@ -46,6 +46,17 @@ def model_format(path: str | os.PathLike) -> str:
     return SAFETENSORS
 
 
+def _has_code(path: Path) -> bool:
+    """Whether a zip holds TorchScript code (``<name>/code/``): ``torch.save`` zips do not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
 def read_torchscript(path: Path, *, network: bool = True) -> tuple[Any, dict[str, Any]]:
     """(TorchScript module or None, metadata) of a TorchScript file written by napari-segqc."""
     import torch
@@ -54,8 +65,12 @@ def read_torchscript(path: Path, *, network: bool = True) -> tuple[Any, dict[str
         raise SegQCError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(2)
-    if head != b"PK":
-        raise SegQCError(f"{path}: not a TorchScript archive (napari-segqc never unpickles files)")
+    if head != b"PK" or not _has_code(path):
+        kind = "a PyTorch pickle (torch.save), not" if head == b"PK" else "not"
+        raise SegQCError(
+            f"{path}: {kind} a TorchScript archive; napari-segqc never unpickles files (export "
+            "models with `segqc export`, or pass the .safetensors of a training run)"
+        )
     extra = {TORCHSCRIPT_META: ""}
     try:
         with warnings.catch_warnings():

@@ -87,13 +87,14 @@ class BuiltinModels:
     """Built-in models loaded on first use and kept (``get(name)``), for runs over many
     images with ``auto``."""
 
-    def __init__(self, device=None) -> None:
+    def __init__(self, device=None, backend: str = "auto") -> None:
         self.device = device
+        self.backend = backend
         self._loaded: dict[str, object] = {}
 
     def get(self, name: str):
         from .loading import load_model
 
         if name not in self._loaded:
-            self._loaded[name] = load_model(name, self.device)
+            self._loaded[name] = load_model(name, self.device, self.backend)
         return self._loaded[name]

@@ -40,6 +40,32 @@ class LoadedModel:
     backend: str = "torch"
 
 
+#: ``load_model`` backends: "auto" (a built-in model's int8 ONNX companion on the CPU when
+#: onnxruntime is installed, else torch), "torch", "onnx" (ONNX files and built-in models).
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def onnxruntime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _int8_companion(source, device, backend: str) -> Path | None:
+    """The int8 ONNX file to run for ``source``, if any (see :data:`BACKENDS`)."""
+    from ..models.builtin import BUILTIN_INT8
+
+    path = BUILTIN_INT8.get(str(source))
+    usable = path is not None and path.is_file() and device.type == "cpu"
+    if backend == "onnx" and not (usable and onnxruntime_available()):
+        raise SegQCError(
+            f"backend onnx: {source} has no ONNX version here (built-in models on the CPU with "
+            "onnxruntime installed have one); export one with `segqc export --format onnx "
+            "--quantize int8` and pass the .onnx file as the model"
+        )
+    return path if backend != "torch" and usable and onnxruntime_available() else None
+
+
 def read_config(source: str | os.PathLike) -> TrainConfig:
     """The config of a model file (built-in name, run folder or file) without loading its
     weights: only the file's header is read, so inputs can be checked against the model at
@@ -54,21 +80,40 @@ def _config_of(path: Path, meta: dict) -> TrainConfig:
     return TrainConfig.from_dict(meta["config"])
 
 
-def load_model(source: str | os.PathLike, device=None) -> LoadedModel:
+def load_model(source: str | os.PathLike, device=None, backend: str = "auto") -> LoadedModel:
     """Load a trained model (weights + config) onto ``device`` (CPU by default), in eval mode.
 
     ONNX models run with onnxruntime on the CPU (``device`` is ignored); TorchScript and
-    bioimage.io packages with torch."""
+    bioimage.io packages with torch. A built-in model on the CPU runs its int8 ONNX companion
+    (faster, same accuracy; see the README) unless ``backend="torch"``; its decoding
+    settings are always those of its ``.safetensors`` file."""
     import torch
 
+    if backend not in BACKENDS:
+        raise SegQCError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = resolve_model_path(source)
     fmt = model_format(path)
     device = device or torch.device("cpu")
+    if isinstance(device, str):
+        device = torch.device(device)
+    companion = _int8_companion(source, device, backend) if fmt == SAFETENSORS else None
+    if companion is not None:
+        from ..models.onnx_network import make_onnx_network
+
+        config = read_config(source)
+        return LoadedModel(make_onnx_network(companion), config, companion, backend="onnx")
     if fmt == ONNX:
         from ..models.onnx_network import load_onnx_proto, make_onnx_network, onnx_metadata
 
+        if backend == "torch":
+            raise SegQCError(
+                f"{path}: an ONNX model runs on onnxruntime only; this needs the model's torch "
+                "weights (its .safetensors, run folder or bioimage.io package)"
+            )
         config = _config_of(path, onnx_metadata(load_onnx_proto(path), path))
         return LoadedModel(make_onnx_network(path), config, path, backend="onnx")
+    if backend == "onnx":
+        _int8_companion(source, device, backend)  # raises: no ONNX version
     if fmt == TORCHSCRIPT:
         module, meta = read_torchscript(path)
         config = _config_of(path, meta)

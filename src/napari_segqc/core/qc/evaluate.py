@@ -217,13 +217,15 @@ def iter_evaluate(
     tta: bool = False,
     device=None,
     dtype="auto",
+    backend: str = "auto",
     cache: PredictionCache | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> Generator[EvalProgress, None, Evaluation]:
     """Score every model of ``specs`` on every pair of ``qc_set``; yields an
     :class:`EvalProgress` after each (model, image) and returns an :class:`Evaluation`.
     ``dtype``: the autocast precision of torch models (see
-    :func:`napari_segqc.core.predict.inference.iter_predict_probs`; one per evaluation).
+    :func:`napari_segqc.core.predict.inference.iter_predict_probs`; one per evaluation);
+    ``backend``: see :func:`napari_segqc.core.predict.loading.load_model`.
 
     Maps and labels already in ``cache`` are reused (``seconds`` then counts only what ran).
     """
@@ -242,7 +244,7 @@ def iter_evaluate(
     cache = cache if cache is not None else PredictionCache()
     total, done = len(specs) * len(qc_set), 0
     reports, seconds, configs, rows = [], [], [], []
-    builtins = BuiltinModels(device)
+    builtins = BuiltinModels(device, backend)
     for spec in specs:
         auto = spec.source == AUTO
         config, loaded = read_config(FLUORESCENCE if auto else spec.source), None
@@ -255,7 +257,7 @@ def iter_evaluate(
                 if auto:
                     used, image = _auto_input(builtins, pair.image)
                 else:
-                    loaded = loaded or load_model(spec.source, device)
+                    loaded = loaded or load_model(spec.source, device, backend)
                     used, image = loaded, _model_input(loaded, pair.image)
                 if key not in cache.maps:
                     gen = iter_scaled_maps(used, image, diameter="auto", tta=tta, dtype=dtype)
