@@ -17,6 +17,8 @@ __all__ = ["diameter_from_maps", "object_diameters", "training_diameters"]
 
 #: Objects smaller than this many pixels are ignored when estimating a diameter (specks).
 MIN_OBJECT_PIXELS = 9
+#: At most this many regions (a seeded random sample) measure the diameter of an image.
+MAX_REGIONS = 500
 
 
 def object_diameters(labels: np.ndarray) -> np.ndarray:
@@ -49,17 +51,33 @@ def diameter_from_maps(foreground: np.ndarray, threshold: float = 0.5) -> float 
     background (exact for a disc: the mean distance in a disc of radius r is r / 3). Touching
     objects barely change it: two touching discs have about the mean distance of one (cutting
     them apart along the network's boundary map made the estimate ~15 % too low on DSB 2018
-    validation images; without it the median estimate / true median is 0.98).
+    validation images; without it the median estimate / true median is 0.98). Each region's
+    distances are computed in its bounding box, for at most :data:`MAX_REGIONS` regions.
     """
     mask = ndi.binary_fill_holes(np.asarray(foreground) > threshold)
     labels, n = ndi.label(mask)
     if n == 0:
         return None
-    dist = ndi.distance_transform_edt(mask)
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    total = np.bincount(labels.ravel(), weights=dist.ravel(), minlength=n + 1)[1:]
-    keep = area >= MIN_OBJECT_PIXELS
-    if not keep.any():
+    ids = np.flatnonzero(area >= MIN_OBJECT_PIXELS) + 1
+    if not ids.size:
         return None
-    # EDT counts the distance to the nearest background pixel centre: + 0.5 to the edge
-    return float(np.median(6.0 * (total[keep] / area[keep] - 0.5) + 1.0))
+    if ids.size > MAX_REGIONS:  # the median of a seeded sample: time bounded on huge images
+        ids = np.sort(np.random.default_rng(0).choice(ids, MAX_REGIONS, replace=False))
+    boxes = ndi.find_objects(labels)
+    h, w = mask.shape
+    diameters = np.empty(ids.size)
+    for k, i in enumerate(ids):
+        (y0, y1), (x0, x1) = ((b.start, b.stop) for b in boxes[i - 1])
+        inside = labels[y0:y1, x0:x1] == i
+        region = np.zeros((y1 - y0 + 2, x1 - x0 + 2), bool)  # a ring of background around
+        region[1:-1, 1:-1] = inside
+        # the image's edge is not background (as for an EDT of the whole image)
+        region[0, :] |= y0 == 0
+        region[-1, :] |= y1 == h
+        region[:, 0] |= x0 == 0
+        region[:, -1] |= x1 == w
+        mean = ndi.distance_transform_edt(region)[1:-1, 1:-1][inside].mean()
+        # EDT counts the distance to the nearest background pixel centre: + 0.5 to the edge
+        diameters[k] = 6.0 * (mean - 0.5) + 1.0
+    return float(np.median(diameters))
