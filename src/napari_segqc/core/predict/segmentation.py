@@ -15,6 +15,7 @@ from .scale import (
     REFINE_PASSES,
     REFINE_TOLERANCE,
     SCALE_TOLERANCE,
+    SHRINK_TOLERANCE,
     ScaleInfo,
     clamp_factor,
     estimate_diameter,
@@ -57,7 +58,9 @@ def iter_scaled_maps(
         return maps, ScaleInfo(diameter, False, factor, model_d)
     # estimate at the image's scale; far from the model's, objects the network sees badly
     # (big ones split, holes) bias the estimate: re-estimate at the new scale, up to twice
-    maps = yield from run(1.0, None)
+    # tiles with context for objects up to the size kept without rescaling: larger ones are
+    # rescaled and run again with context for their size (the first pass only measures them)
+    maps = yield from run(1.0, model_d * SHRINK_TOLERANCE if model_d else None)
     found = estimate_diameter(maps)
     if found and model_d:
         # big textured nuclei can look like many small pieces at full size; at a quarter of
