@@ -168,7 +168,7 @@ def spec_problem() -> str | None:
         from bioimageio.spec import ValidationContext, __version__
         from bioimageio.spec.model.v0_5 import TorchscriptWeightsDescr
     except ImportError:
-        return "bioimage.io export needs bioimageio.spec: pip install bioimageio.spec"
+        return "bioimage.io export needs bioimageio.spec: pip install 'napari-segqc[export]'"
     try:  # any file entry of a description is serialised when it is checked
         with ValidationContext(perform_io_checks=False, log_warnings=False):
             url = "https://example.com/w.pt"  # bioimage.io never fetches example.com

@@ -29,7 +29,7 @@ def _import_onnx():
         import onnx
     except ImportError:  # pragma: no cover - depends on the install
         raise SegQCError(
-            "ONNX models need the onnx and onnxruntime packages: pip install 'napari-segqc[export]'"
+            "ONNX models need the onnx and onnxruntime packages: pip install onnx onnxruntime"
         ) from None
     return onnx
 
@@ -99,7 +99,7 @@ def make_onnx_network(path: str | os.PathLike, threads: int | None = None):
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - depends on the install
         raise SegQCError(
-            "ONNX models need onnxruntime: pip install 'napari-segqc[export]'"
+            "ONNX models need onnxruntime: pip install onnxruntime"
         ) from None
 
     try:
