@@ -9,7 +9,7 @@ import tifffile
 pytest.importorskip("onnxruntime")
 
 from napari_segqc.core.errors import SegQCError
-from napari_segqc.core.models.builtin import BUILTIN_INT8, BUILTIN_MODELS
+from napari_segqc.core.models.builtin import BUILTIN_INT8, BUILTIN_MODELS, INT8_BY_DEFAULT
 from napari_segqc.core.predict.inference import predict_probs_tiled
 from napari_segqc.core.predict.loading import load_model, read_config
 from napari_segqc.core.predict.segmentation import segment
@@ -19,6 +19,9 @@ from napari_segqc.core.qc.matching import match_objects, threshold_key
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
 def test_builtin_models_run_their_int8_companion_by_default(name):
     loaded = load_model(name)
+    if name not in INT8_BY_DEFAULT:  # its companion cost more than 0.005 accuracy
+        assert loaded.backend == "torch"
+        loaded = load_model(name, backend="onnx")
     assert loaded.backend == "onnx"
     assert loaded.path == BUILTIN_INT8[name]
     assert loaded.config == read_config(name)  # decoding from the .safetensors file

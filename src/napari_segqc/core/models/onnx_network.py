@@ -98,9 +98,7 @@ def make_onnx_network(path: str | os.PathLike, threads: int | None = None):
     try:
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - depends on the install
-        raise SegQCError(
-            "ONNX models need onnxruntime: pip install onnxruntime"
-        ) from None
+        raise SegQCError("ONNX models need onnxruntime: pip install onnxruntime") from None
 
     try:
         session = ort.InferenceSession(

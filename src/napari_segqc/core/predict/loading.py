@@ -40,8 +40,8 @@ class LoadedModel:
     backend: str = "torch"
 
 
-#: ``load_model`` backends: "auto" (a built-in model's int8 ONNX companion on the CPU when
-#: onnxruntime is installed, else torch), "torch", "onnx" (ONNX files and built-in models).
+#: ``load_model`` backends: "auto" (on the CPU, the int8 ONNX companion of the built-in models
+#: in ``INT8_BY_DEFAULT``; else torch), "torch", "onnx" (ONNX files and built-in models).
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -53,10 +53,12 @@ def onnxruntime_available() -> bool:
 
 def _int8_companion(source, device, backend: str) -> Path | None:
     """The int8 ONNX file to run for ``source``, if any (see :data:`BACKENDS`)."""
-    from ..models.builtin import BUILTIN_INT8
+    from ..models.builtin import BUILTIN_INT8, INT8_BY_DEFAULT
 
     path = BUILTIN_INT8.get(str(source))
     usable = path is not None and path.is_file() and device.type == "cpu"
+    if backend == "auto" and str(source) not in INT8_BY_DEFAULT:
+        return None
     if backend == "onnx" and not (usable and onnxruntime_available()):
         raise SegQCError(
             f"backend onnx: {source} has no ONNX version here (built-in models on the CPU with "
