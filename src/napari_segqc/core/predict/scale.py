@@ -90,7 +90,19 @@ def scale_factor(diameter: float | None, config) -> float:
     ratio = config.diameter / diameter
     if 1 / SHRINK_TOLERANCE <= ratio <= SCALE_TOLERANCE:
         return 1.0
-    return clamp_factor(ratio)
+    return clamp_factor(snap_factor(ratio))
+
+
+#: Resize factors are rounded to powers of 2 ** (1 / FACTOR_STEPS) (4.4 % apart), so that
+#: estimates a little apart (from different tile sizes, say) give the same resampling grid:
+#: on nuclei enlarged x4, estimates of 80.1 and 80.6 px gave foreground IoU 0.978 between
+#: --tile 256 and 1024 unrounded, 0.995 with the same factor.
+FACTOR_STEPS = 16
+
+
+def snap_factor(factor: float) -> float:
+    """``factor`` rounded to the nearest power of 2 ** (1 / :data:`FACTOR_STEPS`)."""
+    return float(2.0 ** (round(FACTOR_STEPS * math.log2(factor)) / FACTOR_STEPS))
 
 
 def looks_small(diameter: float | None, config) -> bool:
