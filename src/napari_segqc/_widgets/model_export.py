@@ -22,20 +22,12 @@ EXPORT_CHOICES = {
 
 def export_model_file(source: str, dest: Path, fmt: str, quantize, calibration) -> Path:
     """Worker body: load ``source`` and write it to ``dest`` in format ``fmt``."""
+    from ..core.export import export_as
     from ..core.predict.loading import load_model
 
-    loaded = load_model(source, backend="torch")
-    if fmt == "onnx":
-        from ..core.export.onnx_export import export_onnx
-
-        return export_onnx(loaded, dest, quantize=quantize, calibration=calibration)
-    if fmt == "torchscript":
-        from ..core.export.onnx_export import export_torchscript
-
-        return export_torchscript(loaded, dest)
-    from ..core.export.bioimageio_package import export_bioimageio
-
-    return export_bioimageio(loaded, dest)
+    return export_as(
+        load_model(source, backend="torch"), dest, fmt, quantize=quantize, calibration=calibration
+    )
 
 
 class ModelExportRow(Container):
@@ -99,12 +91,11 @@ class ModelExportRow(Container):
         return self.worker
 
     def _calibration(self, source: str) -> list:
-        from ..core.export.calibration import builtin_calibration_folder
-        from ..core.io import list_images, read_image
+        from ..core.export.calibration import builtin_calibration_folder, read_calibration_folder
 
         folder = builtin_calibration_folder(source)
         if folder is not None:
-            return [read_image(p) for p in list_images(folder).values()]
+            return read_calibration_folder(folder)
         return self.dock.export_calibration()
 
     def _done(self, path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-FORMATS = ("bioimageio", "onnx", "torchscript")
+from ..core.export import FORMATS
 
 
 def add_parser(sub) -> None:
@@ -40,24 +40,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run_export_command)
 
 
-def _calibration_images(args, config) -> list:
+def _calibration_images(args) -> list:
     from pathlib import Path
 
     from ..core.errors import SegQCError
-    from ..core.export.calibration import builtin_calibration_folder
-    from ..core.io import list_images, read_image
+    from ..core.export.calibration import builtin_calibration_folder, read_calibration_folder
 
     folder = Path(args.calibration) if args.calibration else builtin_calibration_folder(args.model)
     if folder is None:
         raise SegQCError(
             "--quantize int8 needs --calibration DIR: a folder of the model's training images"
         )
-    if not folder.is_dir():
-        raise SegQCError(f"--calibration {folder}: no such folder")
-    files = list(list_images(folder).values())
-    if not files:
-        raise SegQCError(f"--calibration {folder}: no images in this folder")
-    return [read_image(f) for f in files]
+    return read_calibration_folder(folder)
 
 
 def run_export_command(args: argparse.Namespace) -> int:
@@ -65,6 +59,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..core.errors import SegQCError
+    from ..core.export import export_as
     from ..core.predict.loading import load_model
 
     out = Path(args.out)
@@ -78,25 +73,15 @@ def run_export_command(args: argparse.Namespace) -> int:
         raise SegQCError(f"--out {out} exists: name a new package folder (nothing is replaced)")
     loaded = load_model(args.model, backend="torch")
     start = time.perf_counter()
-    if args.format == "onnx":
-        from ..core.export.onnx_export import export_onnx
-
-        images = _calibration_images(args, loaded.config) if args.quantize == "int8" else None
-        path = export_onnx(
-            loaded,
-            out,
-            quantize=args.quantize,
-            calibration=images,
-            calibration_tiles=args.calibration_tiles,
-        )
-    elif args.format == "torchscript":
-        from ..core.export.onnx_export import export_torchscript
-
-        path = export_torchscript(loaded, out)
-    else:
-        from ..core.export.bioimageio_package import export_bioimageio
-
-        path = export_bioimageio(loaded, out)
+    images = _calibration_images(args) if args.quantize == "int8" else None
+    path = export_as(
+        loaded,
+        out,
+        args.format,
+        quantize=args.quantize,
+        calibration=images,
+        calibration_tiles=args.calibration_tiles,
+    )
     size = (
         sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         if path.is_dir()

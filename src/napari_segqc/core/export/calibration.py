@@ -103,3 +103,15 @@ def builtin_calibration_folder(source) -> Path | None:
     samples = Path(__file__).resolve().parents[2] / "sample_data"
     folders = {"nuclei": samples / "images", "nuclei-stained": samples / "other" / "images"}
     return folders.get(str(source))
+
+
+def read_calibration_folder(folder: Path) -> list:
+    """The images of a calibration folder (refused when missing or empty)."""
+    from ..io import list_images, read_image
+
+    if not folder.is_dir():
+        raise SegQCError(f"calibration folder {folder}: no such folder")
+    files = list(list_images(folder).values())
+    if not files:
+        raise SegQCError(f"calibration folder {folder}: no images in it")
+    return [read_image(f) for f in files]

@@ -25,8 +25,6 @@ from ..errors import SegQCError
 from .builtin import resolve_model_path
 
 SAFETENSORS, ONNX, TORCHSCRIPT, BIOIMAGEIO = "safetensors", "onnx", "torchscript", "bioimageio"
-#: Export formats and the file suffix each one writes by default.
-FORMAT_SUFFIXES = {ONNX: ".onnx", TORCHSCRIPT: ".pt", BIOIMAGEIO: ".zip"}
 #: File dialog filter for model files of every format.
 MODEL_FILE_FILTER = "*.safetensors *.onnx *.pt *.zip"
 #: Name of the metadata file inside a TorchScript archive.
@@ -46,46 +44,52 @@ def model_format(path: str | os.PathLike) -> str:
     return SAFETENSORS
 
 
-def _has_code(path: Path) -> bool:
-    """Whether a zip holds TorchScript code (``<name>/code/``): ``torch.save`` zips do not."""
+def _archive_names(path: Path) -> list[str]:
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as archive:
-            return any("/code/" in name for name in archive.namelist())
+            return archive.namelist()
     except zipfile.BadZipFile:
-        return False
+        return []
 
 
 def read_torchscript(path: Path, *, network: bool = True) -> tuple[Any, dict[str, Any]]:
-    """(TorchScript module or None, metadata) of a TorchScript file written by napari-segqc."""
-    import torch
+    """(TorchScript module, metadata) of a TorchScript file written by napari-segqc; with
+    ``network=False`` (None, metadata), read from the archive without loading the module."""
+    import zipfile
 
     if not path.is_file():
         raise SegQCError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(2)
-    if head != b"PK" or not _has_code(path):
+    names = _archive_names(path) if head == b"PK" else []
+    if not any("/code/" in name for name in names):  # torch.save zips hold no code
         kind = "a PyTorch pickle (torch.save), not" if head == b"PK" else "not"
         raise SegQCError(
             f"{path}: {kind} a TorchScript archive; napari-segqc never unpickles files (export "
             "models with `segqc export`, or pass the .safetensors of a training run)"
         )
-    extra = {TORCHSCRIPT_META: ""}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "switch to torch.export"
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SegQCError(f"{path}: not a readable TorchScript model ({first})") from None
-    if not extra[TORCHSCRIPT_META]:
+    meta_names = [n for n in names if n.endswith(f"/extra/{TORCHSCRIPT_META}")]
+    if not meta_names:
         raise SegQCError(
             f"{path}: a TorchScript model, but not one exported by napari-segqc (no "
             f"{TORCHSCRIPT_META} with its config): export it with `segqc export`"
         )
-    meta = json.loads(extra[TORCHSCRIPT_META])
-    return (module if network else None), meta
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read(meta_names[0]))
+    if not network:
+        return None, meta
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "switch to torch.export"
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SegQCError(f"{path}: not a readable TorchScript model ({first})") from None
+    return module, meta
 
 
 def read_model_meta(source: str | os.PathLike) -> tuple[Path, dict[str, Any]]:

@@ -45,27 +45,23 @@ class LoadedModel:
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def onnxruntime_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
 def _int8_companion(source, device, backend: str) -> Path | None:
-    """The int8 ONNX file to run for ``source``, if any (see :data:`BACKENDS`)."""
+    """The int8 ONNX file to run for ``source``, if any (see :data:`BACKENDS`); with
+    ``backend="onnx"``, a model without one is refused."""
     from ..models.builtin import BUILTIN_INT8, INT8_BY_DEFAULT
 
-    path = BUILTIN_INT8.get(str(source))
-    usable = path is not None and path.is_file() and device.type == "cpu"
-    if backend == "auto" and str(source) not in INT8_BY_DEFAULT:
+    if backend == "torch":
         return None
-    if backend == "onnx" and not (usable and onnxruntime_available()):
-        raise SegQCError(
-            f"backend onnx: {source} has no ONNX version here (built-in models on the CPU with "
-            "onnxruntime installed have one); export one with `segqc export --format onnx "
-            "--quantize int8` and pass the .onnx file as the model"
-        )
-    return path if backend != "torch" and usable and onnxruntime_available() else None
+    path = BUILTIN_INT8.get(str(source))
+    if path is None or not path.is_file() or device.type != "cpu":
+        if backend == "onnx":
+            raise SegQCError(
+                f"backend onnx: {source} has no ONNX version here (built-in models on the CPU "
+                "have one); export one with `segqc export --format onnx --quantize int8` and "
+                "pass the .onnx file as the model"
+            )
+        return None
+    return path if backend == "onnx" or str(source) in INT8_BY_DEFAULT else None
 
 
 def read_config(source: str | os.PathLike) -> TrainConfig:
@@ -98,24 +94,22 @@ def load_model(source: str | os.PathLike, device=None, backend: str = "auto") ->
     device = device or torch.device("cpu")
     if isinstance(device, str):
         device = torch.device(device)
-    companion = _int8_companion(source, device, backend) if fmt == SAFETENSORS else None
+    companion = _int8_companion(source, device, backend) if fmt != ONNX else None
     if companion is not None:
         from ..models.onnx_network import make_onnx_network
 
         config = read_config(source)
         return LoadedModel(make_onnx_network(companion), config, companion, backend="onnx")
     if fmt == ONNX:
-        from ..models.onnx_network import load_onnx_proto, make_onnx_network, onnx_metadata
+        from ..models.onnx_network import make_onnx_network, read_onnx_metadata
 
         if backend == "torch":
             raise SegQCError(
                 f"{path}: an ONNX model runs on onnxruntime only; this needs the model's torch "
                 "weights (its .safetensors, run folder or bioimage.io package)"
             )
-        config = _config_of(path, onnx_metadata(load_onnx_proto(path), path))
+        config = _config_of(path, read_onnx_metadata(path))
         return LoadedModel(make_onnx_network(path), config, path, backend="onnx")
-    if backend == "onnx":
-        _int8_companion(source, device, backend)  # raises: no ONNX version
     if fmt == TORCHSCRIPT:
         module, meta = read_torchscript(path)
         config = _config_of(path, meta)
