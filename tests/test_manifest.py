@@ -35,7 +35,7 @@ def test_manifest_validates_and_commands_import():
 def test_manifest_declares_widget_and_samples():
     data = yaml.safe_load((ROOT / "napari.yaml").read_text())
     widgets = {w["display_name"] for w in data["contributions"]["widgets"]}
-    assert {"Quality control", "Train U-Net", "Segment", "Model QC"} <= widgets
+    assert {"Quality control", "Train U-Net", "Segment", "Model QC", "Explain"} <= widgets
     keys = {s["key"] for s in data["contributions"]["sample_data"]}
     assert {"nuclei", "nuclei_dense"} <= keys
 

@@ -16,6 +16,7 @@ from ..core.qc.run import QCMaps
 #: Marker in ``layer.metadata`` of the layers this plugin made (value: the map kind).
 METADATA_KEY = "segqc"
 SEGMENT_METADATA_KEY = "segqc_segment"  # marks the layers the Segment widget made
+EXPLAIN_METADATA_KEY = "segqc_explain"  # marks the layers the Explain widget made
 #: Suffix of a map layer's name when a layer of the user's already has the plain name.
 RENAMED = " (SegQC)"
 #: Suffix of a map layer's name while its inputs changed after it was computed.

@@ -41,6 +41,7 @@ from ..core.train.losses import LOSSES
 from ..core.train.optim import OPTIMIZERS, SCHEDULES, ScheduleConfig
 from .base import DockWidget, wrapping
 from .curves import TrainingCurves
+from .lr_find_row import LRFindRow
 from .session import TRAINED_MODELS
 
 NO_PAIRS = "no pairs yet: pick an image and its labels, Add pair"
@@ -118,6 +119,8 @@ class TrainWidget(DockWidget):
         self.patch = SpinBox(label="Patch size", value=256, min=32, max=2048, step=32)
         self.batch = SpinBox(label="Batch size", value=8, min=1, max=512)
         self.lr = FloatSpinBox(label="Learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
+        self.lr.native.setDecimals(7)  # the step's 4 decimals would round 3e-5 to 0
+        self.lr_finder = LRFindRow(self)
         self.out_dir = FileEdit(
             label="Output folder",
             mode="d",
@@ -177,6 +180,7 @@ class TrainWidget(DockWidget):
                 self.patch,
                 self.batch,
                 self.lr,
+                self.lr_finder,
                 self.out_dir,
                 self.resume,
             ],
@@ -184,7 +188,7 @@ class TrainWidget(DockWidget):
         )
         collapsible = QCollapsible("Advanced settings")
         collapsible.addWidget(self.advanced.native)
-        self.add(form, collapsible, self.run_panel, self.curves)
+        self.add(form, self.lr_finder.plot, collapsible, self.run_panel, self.curves)
         self.source.changed.connect(self._on_source)
         self.add_pair_button.changed.connect(self.add_pair)
         self.remove_pair_button.changed.connect(self.remove_pair)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..core.device import PRECISIONS
@@ -59,3 +60,16 @@ def output_folder(path: str | Path, option: str = "--out") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SegQCError(f"{option} {out}: cannot create this folder ({parent} is not writable)")
     return out
+
+
+def every_tenth(say: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """A progress callback for :func:`napari_segqc.core.predict.inference.run_to_end` that
+    calls ``say(done, total)`` each time another tenth of the work is done."""
+    shown = [0]
+
+    def progress(done: int, total: int) -> None:
+        if total and done * 10 // total > shown[0]:
+            shown[0] = done * 10 // total
+            say(done, total)
+
+    return progress

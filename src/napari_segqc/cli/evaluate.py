@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sys
 from pathlib import Path
 
@@ -57,14 +56,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run_evaluate_command)
 
 
-def _csv(rows, columns) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _history(run: Path) -> list[dict]:
     path = run / "history.csv"
     if not path.is_file():
@@ -76,7 +67,7 @@ def _history(run: Path) -> list[dict]:
 def run_evaluate_command(args: argparse.Namespace) -> int:
     from ..core.device import autocast_dtype, pick_device
     from ..core.errors import SegQCError
-    from ..core.io import write_atomic, write_text
+    from ..core.io import csv_text, write_atomic, write_text
     from ..core.qc.evaluate import (
         EVALUATION_COLUMNS,
         SUMMARY_COLUMNS,
@@ -119,8 +110,8 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         if progress.done % len(qc_set) == 0:
             print(f"  {progress.model}: {len(qc_set)} images scored", flush=True)
     summary = evaluation.summary_rows(args.metric)
-    write_text(out / "evaluation.csv", _csv(evaluation.rows, EVALUATION_COLUMNS))
-    write_text(out / "summary.csv", _csv(summary, SUMMARY_COLUMNS))
+    write_text(out / "evaluation.csv", csv_text(evaluation.rows, EVALUATION_COLUMNS))
+    write_text(out / "summary.csv", csv_text(summary, SUMMARY_COLUMNS))
     models = [
         {"model": s.label, "checkpoint": s.checkpoint, "epoch": s.epoch, **report}
         for s, report in zip(evaluation.specs, evaluation.reports, strict=True)

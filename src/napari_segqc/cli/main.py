@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, evaluate, export, predict, qc, train, tune
+from . import demo, evaluate, explain, export, landscape, lr_find, predict, qc, train, tune
 
 EXIT_ERROR = 1
 #: The commands, in the order ``segqc --help`` lists them.
-COMMANDS = (qc, train, predict, evaluate, tune, export, demo)
+COMMANDS = (qc, train, lr_find, predict, evaluate, tune, export, explain, landscape, demo)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -10,16 +10,26 @@ from .common import add_device_options
 
 
 def add_parser(sub) -> None:
-    from ..core.models.registry import ARCHITECTURES
-    from ..core.train.losses import LOSSES
-    from ..core.train.optim import OPTIMIZERS, SCHEDULES
-
     p = sub.add_parser(
         "train",
         help="train a U-Net on images and instance masks",
         description="Train a segmentation model. --images DIR --masks DIR pairs files by name; "
         "--images alone takes a folder with images/ + masks/ or the DSB 2018 layout.",
     )
+    add_training_options(p, out_help="run folder to write")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=run_train_command)
+
+
+def add_training_options(p, *, out_help: str, run: bool = True) -> None:
+    """The options of a training run: data, --out, network, patches, optimisation, device.
+    ``run=False`` leaves out what only a whole run uses (epochs, the learning rate and its
+    schedule, validation, early stopping, checkpoints); :func:`config_from_args` then takes
+    their defaults (set them with ``set_defaults``)."""
+    from ..core.models.registry import ARCHITECTURES
+    from ..core.train.losses import LOSSES
+    from ..core.train.optim import OPTIMIZERS, SCHEDULES
+
     p.add_argument(
         "--images",
         required=True,
@@ -31,10 +41,11 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help="instance-mask folder paired with --images by file name (default: none, see --images)",
     )
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
-    p.add_argument(
-        "--epochs", type=int, help="epochs in all (default 50; with --resume: the run's own)"
-    )
+    p.add_argument("--out", required=True, metavar="RUN_DIR" if run else "DIR", help=out_help)
+    if run:
+        p.add_argument(
+            "--epochs", type=int, help="epochs in all (default 50; with --resume: the run's own)"
+        )
     p.add_argument("--arch", default="unet", choices=list(ARCHITECTURES), help="architecture")
     p.add_argument(
         "--encoder", default="resnet34", help="smp encoder name, or tu-<timm model> (no weights)"
@@ -56,25 +67,32 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--patch", type=int, default=256, help="patch side in pixels (multiple of 32)")
     p.add_argument("--batch", type=int, default=8, help="patches per step")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    if run:
+        p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--loss", default="bce_dice", choices=sorted(LOSSES), help="loss")
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer")
-    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
-    p.add_argument(
-        "--val-fraction", type=float, default=0.15, help="share of the images held out to validate"
-    )
-    p.add_argument(
-        "--steps-per-epoch", type=int, default=0, help="0: about one pass over the pixels"
-    )
-    p.add_argument("--patience", type=int, default=10, help="early stopping; 0 = off")
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=10,
-        metavar="N",
-        help="write epoch_NNN.safetensors every N epochs (for segqc evaluate --checkpoints); "
-        "0 = off",
-    )
+    if run:
+        p.add_argument(
+            "--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule"
+        )
+        p.add_argument(
+            "--val-fraction",
+            type=float,
+            default=0.15,
+            help="share of the images held out to validate",
+        )
+        p.add_argument(
+            "--steps-per-epoch", type=int, default=0, help="0: about one pass over the pixels"
+        )
+        p.add_argument("--patience", type=int, default=10, help="early stopping; 0 = off")
+        p.add_argument(
+            "--checkpoint-every",
+            type=int,
+            default=10,
+            metavar="N",
+            help="write epoch_NNN.safetensors every N epochs (for segqc evaluate "
+            "--checkpoints); 0 = off",
+        )
     p.add_argument(
         "--zoom",
         type=_zoom,
@@ -91,8 +109,6 @@ def add_parser(sub) -> None:
         "(default: random weights)",
     )
     add_device_options(p)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.set_defaults(func=run_train_command)
 
 
 def _widths(text: str) -> tuple[int, ...]:

@@ -1,10 +1,15 @@
-"""Reading and writing images, and pairing ground-truth and prediction files by name."""
+"""Reading and writing images and tables, and pairing ground-truth and prediction files by
+name."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,3 +128,12 @@ def write_tiff(path: str | os.PathLike, data: np.ndarray) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a UTF-8 text file atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as CSV text with a header of ``columns`` (keys outside them are left out)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

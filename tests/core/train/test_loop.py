@@ -73,6 +73,12 @@ def test_tiny_run_writes_a_complete_run_folder(samples, tmp_path):
     weights, meta = load_weights(tmp_path / "last.safetensors")
     model = build_model(ModelConfig.from_dict(meta["config"]["model"]))
     model.load_state_dict(weights)  # the saved weights rebuild the model from its own config
+    # the weights before the first step: the seeded fresh model (for the loss landscape's path)
+    init, _ = load_weights(tmp_path / "init.safetensors")
+    torch.manual_seed(TINY.seed)
+    fresh = build_model(config.model).state_dict()
+    assert all(torch.equal(fresh[k], v) for k, v in init.items()) and init.keys() == fresh.keys()
+    assert not torch.equal(init["encoder.conv1.weight"], weights["encoder.conv1.weight"])
 
 
 def test_config_round_trip():
@@ -84,9 +90,11 @@ def test_config_round_trip():
 
 def test_resume_continues_history_and_epochs(samples, tmp_path):
     drain(iter_train(TINY, samples, tmp_path))
+    init = (tmp_path / "init.safetensors").read_bytes()
     with pytest.raises(SegQCError, match="already holds a run"):
         drain(iter_train(TINY, samples, tmp_path))
     reports, _ = drain(iter_train(replace(TINY, epochs=3), samples, tmp_path, resume=True))
+    assert (tmp_path / "init.safetensors").read_bytes() == init  # the run's start, kept
     assert [r.epoch for r in reports if isinstance(r, EpochReport)] == [2]
     rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]

@@ -20,13 +20,12 @@ averaged over slices. ``dsb_score`` is the mean object accuracy over the IoU swe
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..io import csv_text
 from .matching import THRESHOLD_SWEEP, object_scores_from_counts, threshold_key
 from .pixel import pixel_scores_from_counts
 
@@ -160,11 +159,7 @@ def score_rows(entry: Mapping[str, Any], threshold: float) -> list[dict]:
 
 def rows_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     """Score rows (see :func:`score_row`) as CSV text with a header."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+    return csv_text(rows, CSV_COLUMNS)
 
 
 def scores_csv(report: Mapping[str, Any], threshold: float) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from ..device import autocast_dtype, pick_device
 from ..errors import SegQCError
 from ..instances.sizes import training_diameters
-from ..instances.targets import TARGET_CHANNELS, make_targets
+from ..instances.targets import check_target_mode, make_targets
 from ..io import write_text
 from ..models.builtin import resolve_model_path
 from ..models.normalize import BRIGHT_BACKGROUND, background_place
@@ -84,14 +84,7 @@ def iter_train(
     run = RunFolder(out)
     if resume:
         config = resumed_config(out, config)
-    n_channels = check_samples(list(samples) + list(val_samples or []))
-    config = replace(
-        config,
-        model=replace(
-            config.model, in_channels=n_channels, classes=len(TARGET_CHANNELS[config.target_mode])
-        ),
-    )
-    config.check()
+    config = fit_to_samples(config, list(samples) + list(val_samples or []))
     if val_samples is None:
         train_set, val_set = split_samples(samples, config.val_fraction, config.seed)
     else:
@@ -126,8 +119,11 @@ def iter_train(
     if resume:
         start_epoch = _restore(out, model, optimizer, scheduler, early)
         history = [r for r in run.read_history() if r["epoch"] < start_epoch]
-    elif config.init:
-        warm_start(model, config.init)
+    else:
+        if config.init:
+            warm_start(model, config.init)
+        # the starting point, for the loss landscape's path (core.explain.landscape)
+        run.save_weights("init.safetensors", model, config, -1)
 
     targets = [make_targets(s.labels, config.target_mode) for s in train_set]
     val_targets = [make_targets(s.labels, config.target_mode) for s in val_set]
@@ -204,6 +200,16 @@ def iter_train(
         if stopped or should_stop:
             break
     return out / ("best.safetensors" if (out / "best.safetensors").exists() else "last.safetensors")
+
+
+def fit_to_samples(config: TrainConfig, samples: list[Sample]) -> TrainConfig:
+    """``config`` with the network's input channels taken from ``samples`` and its outputs
+    from the target mode, checked (:meth:`TrainConfig.check`)."""
+    n_channels = check_samples(samples)
+    classes = len(check_target_mode(config.target_mode))
+    config = replace(config, model=replace(config.model, in_channels=n_channels, classes=classes))
+    config.check()
+    return config
 
 
 def warm_start(model, source: str | Path) -> tuple[int, int]:

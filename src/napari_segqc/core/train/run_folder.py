@@ -7,6 +7,7 @@ Run folder::
     history.csv           epoch, train_loss, val_loss, val_iou, val_f1, lr, seconds, images_per_s
     best.safetensors      weights with the best validation metric (val_f1; val_iou in binary mode)
     last.safetensors      weights after the last finished step
+    init.safetensors      weights before the first step (a fresh run's; kept on resume)
     state.safetensors     optimizer, schedule, early stopping and epoch counters (for --resume)
     epoch_NNN.safetensors every ``checkpoint_every`` epochs
 """
