@@ -266,7 +266,7 @@ def describe_attribution(result) -> str:
     what = f"object {target['label']}" if target.get("label") else "the region"
     text = (
         f"{METHOD_TITLES.get(result.method, result.method)} of {target['output']} over {what}"
-        f" ({result.output_value:.1f}): "
+        f" (output sum {result.output_value:.1f}): "
     )
     gap = result.completeness_gap
     if gap is not None and np.isfinite(gap):
