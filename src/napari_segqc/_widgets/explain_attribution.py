@@ -20,6 +20,7 @@ from ..core.errors import SegQCError
 from ..core.explain.attribution import label_target, region_target
 from ..core.instances.targets import TARGET_CHANNELS
 from .base import wrapping
+from .layers import layer_data
 
 REGION, OBJECT = "Region (rectangle)", "Object (click)"
 #: The colormap of attribution layers: diverging (pink negative, green positive) and
@@ -53,9 +54,7 @@ def _attribution_job(source, device_name, image, target, method, steps, tile):
 def current_plane(viewer, layer) -> tuple[np.ndarray, tuple[int, ...]]:
     """The 2-D plane of ``layer`` the viewer shows (the layer itself when it is 2-D), and
     the indices of that plane along the layer's leading axes."""
-    if layer.multiscale:
-        raise SegQCError(f"{layer.name!r}: multiscale images are not supported here yet")
-    data = layer.data
+    data = layer_data(layer)  # a multiscale layer: its full-resolution level
     lead_ndim = layer.ndim - 2
     if lead_ndim <= 0:
         return np.asarray(data), ()

@@ -22,6 +22,7 @@ from ..core.errors import SegQCError
 from ..core.explain.landscape import LANDSCAPE_LOSSES
 from .curves import theme_axes
 from .explain_filters import beside
+from .layers import layer_data
 
 
 def _landscape_job(source, device_name, image, labels, rgb, losses, steps, span, seed, patch):
@@ -138,21 +139,21 @@ class LandscapePanel(Container):
         image, gt = self.image_combo.value, self.gt_combo.value
         if image is None or gt is None:
             raise SegQCError("pick an image and its ground-truth Labels layer (the QC batch)")
-        if image.multiscale or gt.multiscale:
-            raise SegQCError("multiscale layers are not supported here yet")
         losses = tuple(name for name, box in self.loss_boxes.items() if box.value)
         if not losses:
             raise SegQCError("tick at least one loss")
         config = self.dock.model_config()
         channels = config.model.in_channels
-        data = np.asarray(input_for_model(np.asarray(image.data), channels, rgb=bool(image.rgb)))
+        data = np.asarray(
+            input_for_model(np.asarray(layer_data(image)), channels, rgb=bool(image.rgb))
+        )
         self._image = image
         return partial(
             _landscape_job,
             source,
             device,
             data,
-            np.asarray(gt.data),
+            np.asarray(layer_data(gt)),
             channels == 3,
             losses,
             int(self.steps.value),

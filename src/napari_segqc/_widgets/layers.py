@@ -26,6 +26,13 @@ DIM_OPACITY = 0.2
 #: The maps that compare grey values (SSIM, RSE): for Labels vs Labels only on request.
 GREY_MAPS = ("ssim", "rse")
 
+
+def layer_data(layer):
+    """The data the docks compute on: a multiscale layer's full-resolution level (lazy, read
+    tile by tile or slice by slice), else the layer's data."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
 MAP_TITLES = {
     "error": "Error map",
     "object_iou": "Object IoU",

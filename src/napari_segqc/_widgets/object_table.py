@@ -31,6 +31,7 @@ from ..core.io import write_text
 from ..core.qc.inputs import as_labels, read_slice, to_grayscale
 from ..core.qc.objects import error_rows, object_rows, objects_csv
 from ..core.qc.pixel import ERROR_COLORS
+from .layers import layer_data
 from .score_table import TightDelegate, compact_table
 
 #: Columns shown: (row key, header, tooltip).
@@ -347,13 +348,13 @@ class ObjectPanel(QCollapsible):
 
 
 def _plane_shape(layer: Layer) -> tuple[int, ...]:
-    shape = tuple(layer.data.shape)
+    shape = tuple(layer_data(layer).shape)
     return shape[:-1] if isinstance(layer, Image) and layer.rgb else shape
 
 
 def _slice_labels(layer: Layer, index: tuple[int, ...], threshold: float | None) -> np.ndarray:
     """A 2-D slice of a compared layer as labels, as the QC run reads it."""
-    data = layer.data
+    data = layer_data(layer)
     if isinstance(layer, Image) and layer.rgb:
         plane = to_grayscale(np.asarray(data[index]))
     else:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from napari.layers import Labels, Layer
 
 from ..core.qc.inputs import looks_like_image
-from .layers import METADATA_KEY
+from .layers import METADATA_KEY, layer_data
 
 #: Layer events that mean "the data changed" (the Labels ones exist on Labels layers only).
 DATA_EVENTS = ("data", "labels_update", "paint")
@@ -72,7 +72,7 @@ def image_like_warning(layers: Iterable[Layer | None]) -> str:
     for layer in layers:
         if isinstance(layer, Labels) and METADATA_KEY not in layer.metadata:
             try:
-                if looks_like_image(layer.data):  # reads a crop of the first slice only
+                if looks_like_image(layer_data(layer)):  # reads a crop of the first slice only
                     names.append(repr(layer.name))
             except Exception:  # a check only: data it cannot read gets no warning
                 continue

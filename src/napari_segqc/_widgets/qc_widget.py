@@ -31,6 +31,7 @@ from .layers import (
     SEGMENT_METADATA_KEY,
     STALE,
     InputDimmer,
+    layer_data,
     mark_stale,
     own_maps,
     remove_maps,
@@ -259,9 +260,8 @@ class QCWidget(DockWidget):
             raise SegQCError(f"{pred.name!r} is picked as both prediction and ground truth")
         arrays = []
         for layer in (gt, pred):
-            if layer.multiscale:
-                raise SegQCError(f"{layer.name!r} is multiscale: not supported yet")
-            data = layer.data  # lazy data (dask) stays lazy: the core reads it slice by slice
+            # lazy data (dask, a multiscale layer's level 0) stays lazy: read slice by slice
+            data = layer_data(layer)
             if isinstance(layer, Image) and layer.rgb:
                 data = to_grayscale(np.asarray(data))
             arrays.append(data)

@@ -22,6 +22,7 @@ from ..core.predict.image_checks import (
     prepare_image,
 )
 from .base import wrapping
+from .layers import layer_data
 
 INVERT_TEXT = "Invert (bright background)"
 #: Readable on napari's dark and light themes; not the red of errors.
@@ -78,7 +79,9 @@ class ImageInputs:
         from ..core.predict.auto import input_for_model
 
         rgb, channel = bool(layer.rgb), self.channel.value
-        data = prepare_image(layer.data, rgb=rgb, channel=channel, invert=bool(self.invert.value))
+        data = prepare_image(
+            layer_data(layer), rgb=rgb, channel=channel, invert=bool(self.invert.value)
+        )
         return input_for_model(data, self.in_channels, rgb=rgb and channel == RGB)
 
     def refresh(self, _value=None) -> None:
@@ -96,12 +99,12 @@ class ImageInputs:
         """What is wrong with the picked image for the picked model, with what to do."""
         from ..core.predict.inference import check_image
 
-        if layer is None or layer.multiscale:
+        if layer is None:
             return []
         invert = bool(self.invert.value)
         try:
             checks = look_checks(
-                layer.data,
+                layer_data(layer),
                 rgb=bool(layer.rgb),
                 in_channels=self.in_channels,
                 channel=self.channel.value,

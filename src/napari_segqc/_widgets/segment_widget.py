@@ -30,7 +30,7 @@ from ..core.errors import SegQCError
 from ..core.models.builtin import BUILTIN_MODELS, BUILTIN_TITLES
 from ..core.models.formats import MODEL_FILE_FILTER
 from .base import DockWidget
-from .layers import SEGMENT_METADATA_KEY
+from .layers import SEGMENT_METADATA_KEY, layer_data
 from .model_export import ModelExportRow
 from .segment_decoding import DecodingMixin
 from .segment_inputs import ImageInputs
@@ -219,10 +219,10 @@ class SegmentWidget(DecodingMixin, DockWidget):
         if source != "auto":
             return source
         layer = self.image_combo.value
-        if layer is None or layer.multiscale:
+        if layer is None:
             self.auto_choice = None
             return FLUORESCENCE
-        self.auto_choice = choose_model(layer.data, rgb=bool(layer.rgb))
+        self.auto_choice = choose_model(layer_data(layer), rgb=bool(layer.rgb))
         with self.inputs.invert.changed.blocked():
             self.inputs.invert.value = self.auto_choice.invert
         return self.auto_choice.model
@@ -235,7 +235,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
     def export_calibration(self) -> list:
         """int8 calibration images of a model without shipped samples: the picked image."""
         image = self.image_combo.value
-        if image is None or image.multiscale:
+        if image is None:
             raise SegQCError(
                 "int8 export of a trained model calibrates on the picked image: pick an image "
                 "like the model's training images (or use segqc export --calibration DIR)"
@@ -254,8 +254,6 @@ class SegmentWidget(DecodingMixin, DockWidget):
         image = self.image_combo.value
         if image is None:
             raise SegQCError("open or pick an image layer to segment")
-        if image.multiscale:
-            raise SegQCError(f"{image.name!r}: multiscale images are not supported yet")
         source, data = self._model_and_input(image)
         self._mode = "segment"
         self._run_note = f"{self.auto_choice.describe()}: " if self.is_auto else ""

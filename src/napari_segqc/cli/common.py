@@ -73,3 +73,25 @@ def every_tenth(say: Callable[[int, int], None]) -> Callable[[int, int], None]:
             say(done, total)
 
     return progress
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, *, readable: str = "models and images"):
+    """``--scheduler`` / ``--workers`` (one or the other): where a dask cluster runs the work;
+    returns the option group, for a command's own cluster options (e.g. ``--block``)."""
+    cluster = parser.add_argument_group("dask cluster (scale out)")
+    where = cluster.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing dask cluster: its scheduler's address (tcp://HOST:PORT) or "
+        f"scheduler file; {readable} must be readable by its workers (default: none, the "
+        "work runs in this process)",
+    )
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run on a local dask cluster of N worker processes on this machine (127.0.0.1; "
+        "default: none, the work runs in this process)",
+    )
+    return cluster

@@ -8,7 +8,7 @@ import csv
 import sys
 from pathlib import Path
 
-from .common import add_device_options, output_folder
+from .common import add_cluster_options, add_device_options, output_folder
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
         description="Run each model over the images of --images, decode with its settings and "
         "score the labels against --gt exactly as `segqc qc` does. Writes evaluation.csv (one "
         "row per model and image), summary.csv (one row per model or checkpoint, counts "
-        "summed; best marked), evaluation.json (a QC report per model) and report.html.",
+        "summed; best marked), evaluation.json (a QC report per model) and report.html. With "
+        "--scheduler or --workers every (model, image) is predicted and scored on a dask "
+        "cluster, with the same results.",
     )
     p.add_argument(
         "--model",
@@ -53,6 +55,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--top", type=int, default=3, help="best and worst images shown per model")
     add_device_options(p, backend=True)
+    add_cluster_options(p)
     p.set_defaults(func=run_evaluate_command)
 
 
@@ -64,6 +67,20 @@ def _history(run: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def _evaluate(specs, qc_set, cache, **kwargs):
+    """:func:`iter_evaluate` to the end, a line printed after each model."""
+    from ..core.qc.evaluate import iter_evaluate
+
+    gen = iter_evaluate(specs, qc_set, cache=cache, **kwargs)
+    while True:
+        try:
+            progress = next(gen)
+        except StopIteration as finished:
+            return finished.value
+        if progress.done % len(qc_set) == 0:
+            print(f"  {progress.model}: {len(qc_set)} images scored", flush=True)
+
+
 def run_evaluate_command(args: argparse.Namespace) -> int:
     from ..core.device import autocast_dtype, pick_device
     from ..core.errors import SegQCError
@@ -72,7 +89,6 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         EVALUATION_COLUMNS,
         SUMMARY_COLUMNS,
         PredictionCache,
-        iter_evaluate,
         load_qc_set,
         model_specs,
     )
@@ -88,27 +104,22 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     specs = model_specs(args.model, checkpoints=args.checkpoints)
     qc_set = load_qc_set(args.images, args.gt)
     out = output_folder(args.out)
-    device = pick_device(args.device)
     cache = PredictionCache()
     print(f"evaluating {len(specs)} model(s) on {len(qc_set)} images", flush=True)
-    gen = iter_evaluate(
-        specs,
-        qc_set,
-        threshold=args.threshold,
-        tta=args.tta,
-        device=device,
-        dtype=autocast_dtype(args.precision, device),
-        backend=args.backend,
-        cache=cache,
-    )
-    while True:
-        try:
-            progress = next(gen)
-        except StopIteration as finished:
-            evaluation = finished.value
-            break
-        if progress.done % len(qc_set) == 0:
-            print(f"  {progress.model}: {len(qc_set)} images scored", flush=True)
+    options = {"threshold": args.threshold, "tta": args.tta, "backend": args.backend}
+    if bool(args.scheduler) or args.workers is not None:
+        from ..core.distributed.cluster import dask_client
+        from ..core.distributed.qc_tasks import evaluate_runner
+
+        with dask_client(args.scheduler, args.workers) as client:
+            runner = evaluate_runner(
+                client, device=args.device, precision=args.precision, **options
+            )
+            evaluation = _evaluate(specs, qc_set, cache, runner=runner, **options)
+    else:
+        device = pick_device(args.device)
+        dtype = autocast_dtype(args.precision, device)
+        evaluation = _evaluate(specs, qc_set, cache, device=device, dtype=dtype, **options)
     summary = evaluation.summary_rows(args.metric)
     write_text(out / "evaluation.csv", csv_text(evaluation.rows, EVALUATION_COLUMNS))
     write_text(out / "summary.csv", csv_text(summary, SUMMARY_COLUMNS))

@@ -1,10 +1,16 @@
-"""``segqc train``: arguments and the epoch printout (the work is in ``core.train``)."""
+"""``segqc train``: arguments and the epoch printout (the work is in ``core.train``).
+
+Under torchrun (``torchrun --nproc-per-node N -m napari_segqc.cli train ...``) every process
+runs this command and rank 0 alone prints; ``--nproc N`` starts that on this machine.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 from .common import add_device_options
 
@@ -18,7 +24,15 @@ def add_parser(sub) -> None:
     )
     add_training_options(p, out_help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.set_defaults(func=run_train_command)
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train in N processes on this machine (torchrun, DistributedDataParallel: one per "
+        "GPU, or CPU processes); the global batch is N x --batch",
+    )
+    p.set_defaults(func=functools.partial(run_train_command, parser=p))
 
 
 def add_training_options(p, *, out_help: str, run: bool = True) -> None:
@@ -174,20 +188,30 @@ def _epochs(args: argparse.Namespace) -> int:
     return saved_run(args.out)[0].epochs if args.resume else 50
 
 
-def run_train_command(args: argparse.Namespace) -> int:
+def run_train_command(args: argparse.Namespace, parser=None) -> int:
     from ..core.train.config import check_training
     from ..core.train.data import load_folder, load_training_data
+    from ..core.train.distributed import check_nproc, torchrun_env
     from ..core.train.loop import EpochReport, iter_train
-    from ..core.train.run_folder import check_run_folder
+    from ..core.train.run_folder import check_run_folder, saved_run
 
     config = config_from_args(args)
+    nproc = getattr(args, "nproc", 1)
+    check_nproc(nproc, config.device)
     if not args.resume:  # resuming takes the run's own settings (checked when it started)
         check_training(config)
     check_run_folder(args.out, args.resume)
+    if nproc > 1:
+        return _launch(nproc, args, parser)
+    rank, world, _ = torchrun_env()
+    say = functools.partial(print, flush=True) if rank == 0 else _silent
     samples = (
         load_folder(args.images, args.masks) if args.masks else load_training_data(args.images)
     )
-    print(f"training on {len(samples)} images, run folder {args.out}", flush=True)
+    say(f"training on {len(samples)} images, run folder {args.out}")
+    if world > 1:
+        batch = saved_run(args.out)[0].batch if args.resume else config.batch
+        say(f"{world} processes x batch {batch} = global batch {world * batch}")
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
     try:
@@ -205,16 +229,51 @@ def run_train_command(args: argparse.Namespace) -> int:
                 best = done.value
                 break
             if isinstance(report, EpochReport):
-                print(
+                say(
                     f"epoch {report.epoch + 1}/{report.epochs}: loss {report.train_loss:.4f} "
                     f"val loss {report.val_loss:.4f} IoU {report.val_iou:.3f} "
                     f"F1 {report.val_f1:.3f} lr {report.lr:.2e} {report.seconds:.1f}s "
-                    f"{report.images_per_s:.1f} img/s{' *' if report.best else ''}",
-                    flush=True,
+                    f"{report.images_per_s:.1f} img/s{' *' if report.best else ''}"
                 )
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupted:
-        print("stopped: the last finished step is saved in last.safetensors", flush=True)
-    print(f"best model: {best}")
+        say("stopped: the last finished step is saved in last.safetensors")
+    say(f"best model: {best}")
     return 0
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """Ranks other than 0 print nothing."""
+
+
+def _launch(nproc: int, args: argparse.Namespace, parser) -> int:
+    """Run this command (without ``--nproc``) in ``nproc`` processes under torchrun."""
+    from ..core.errors import SegQCError
+    from ..core.train.distributed import launch_local
+
+    if parser is None:
+        raise SegQCError("--nproc needs the train command's parser (run it through segqc)")
+    for option in ("images", "masks"):  # a missing folder: one message, not one per process
+        folder = getattr(args, option)
+        if folder and not Path(folder).is_dir():
+            raise SegQCError(f"{folder}: no such folder")
+    print(f"starting {nproc} training processes (torchrun, 127.0.0.1)", flush=True)
+    return launch_local(nproc, ["train", *_command_line(parser, args)])
+
+
+def _command_line(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The options of ``args`` as a command line that ``parser`` reads back (``--nproc``
+    left out)."""
+    line = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "nproc"):
+            continue
+        value = getattr(args, action.dest, None)
+        flag = action.option_strings[-1]
+        if action.nargs == 0:
+            line += [flag] if value is True else []
+        elif value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            line.append(f"{flag}={text}")
+    return line

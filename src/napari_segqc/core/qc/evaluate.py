@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,10 @@ def _score_row(entry: dict[str, Any], threshold: float) -> dict[str, Any]:
     return {k: values[k] for k in SCORE_COLUMNS}
 
 
+#: Predicts and scores (spec, pair) items elsewhere, yielding ``(labels, report)`` in order.
+Runner = Callable[[list[tuple[ModelSpec, QCPair]]], Iterable[tuple[np.ndarray, dict]]]
+
+
 def iter_evaluate(
     specs: Sequence[ModelSpec],
     qc_set: Sequence[QCPair],
@@ -220,6 +224,7 @@ def iter_evaluate(
     backend: str = "auto",
     cache: PredictionCache | None = None,
     stop: Callable[[], bool] | None = None,
+    runner: Runner | None = None,
 ) -> Generator[EvalProgress, None, Evaluation]:
     """Score every model of ``specs`` on every pair of ``qc_set``; yields an
     :class:`EvalProgress` after each (model, image) and returns an :class:`Evaluation`.
@@ -228,12 +233,14 @@ def iter_evaluate(
     ``backend``: see :func:`napari_segqc.core.predict.loading.load_model`.
 
     Maps and labels already in ``cache`` are reused (``seconds`` then counts only what ran).
+    ``runner``: predicts and scores elsewhere (a dask cluster,
+    :func:`napari_segqc.core.distributed.qc_tasks.evaluate_runner`): it gets the (spec, pair)
+    not in ``cache``, each model file and image once, and yields :func:`score_pair`'s
+    ``(labels, report)`` of each in that order; the network's maps are then not cached.
     """
     from ..instances.decoding import decode_labels
     from ..predict.auto import FLUORESCENCE, BuiltinModels
-    from ..predict.inference import run_to_end
     from ..predict.loading import load_model, read_config
-    from ..predict.segmentation import iter_scaled_maps
 
     if not specs:
         raise SegQCError("no model to evaluate")
@@ -245,6 +252,7 @@ def iter_evaluate(
     total, done = len(specs) * len(qc_set), 0
     reports, seconds, configs, rows = [], [], [], []
     builtins = BuiltinModels(device, backend)
+    remote = _remote(runner, specs, qc_set, tta, cache)
     for spec in specs:
         auto = spec.source == AUTO
         config, loaded = read_config(FLUORESCENCE if auto else spec.source), None
@@ -253,18 +261,20 @@ def iter_evaluate(
             if stop is not None and stop():
                 raise Stopped("evaluation stopped")
             key = PredictionCache.key(spec.source, pair.name, tta)
-            if key not in cache.labels:
+            report = None
+            if key not in cache.labels and remote is not None:
+                cache.labels[key], report = next(remote)
+            elif key not in cache.labels:
                 if auto:
-                    used, image = _auto_input(builtins, pair.image)
+                    used, image = _auto_input(builtins.get, pair.image)
                 else:
                     loaded = loaded or load_model(spec.source, device, backend)
                     used, image = loaded, _model_input(loaded, pair.image)
                 if key not in cache.maps:
-                    gen = iter_scaled_maps(used, image, diameter="auto", tta=tta, dtype=dtype)
-                    cache.maps[key] = run_to_end(gen, None, stop)[0]
+                    cache.maps[key] = _network_maps(used, image, tta, dtype, stop)
                 cache.labels[key] = decode_labels(cache.maps[key], used.config)
             labels = cache.labels[key]
-            report = _scored(pair, labels, threshold)
+            report = report if report is not None else _scored(pair, labels, threshold)
             entries.append(report)
             rows.append(
                 {**_spec_columns(spec), "image": pair.name, **_score_row(report, threshold)}
@@ -276,6 +286,46 @@ def iter_evaluate(
         configs.append(config)
     names = [p.name for p in qc_set]
     return Evaluation(list(specs), names, threshold, rows, reports, seconds, configs)
+
+
+def _remote(runner: Runner | None, specs, qc_set, tta: bool, cache: PredictionCache):
+    """The runner's results for every (spec, pair) whose labels are not cached, each model
+    file and image once, in the order :func:`iter_evaluate` meets them."""
+    if runner is None:
+        return None
+    todo, seen = [], set()
+    for spec in specs:
+        for pair in qc_set:
+            key = PredictionCache.key(spec.source, pair.name, tta)
+            if key not in cache.labels and key not in seen:
+                seen.add(key)
+                todo.append((spec, pair))
+    return iter(runner(todo))
+
+
+def score_pair(
+    source: str, pair: QCPair, *, threshold: float, tta: bool, dtype, get_model: Callable
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The labels of one image by the model ``source`` and their QC report, as
+    :func:`iter_evaluate` makes them; ``get_model(name)`` gives a loaded model (a dask worker
+    keeps its own: see :mod:`napari_segqc.core.distributed.qc_tasks`)."""
+    from ..instances.decoding import decode_labels
+
+    if source == AUTO:
+        used, image = _auto_input(get_model, pair.image)
+    else:
+        used = get_model(source)
+        image = _model_input(used, pair.image)
+    labels = decode_labels(_network_maps(used, image, tta, dtype), used.config)
+    return labels, _scored(pair, labels, threshold)
+
+
+def _network_maps(used, image, tta: bool, dtype, stop=None) -> np.ndarray:
+    from ..predict.inference import run_to_end
+    from ..predict.segmentation import iter_scaled_maps
+
+    gen = iter_scaled_maps(used, image, diameter="auto", tta=tta, dtype=dtype)
+    return run_to_end(gen, None, stop)[0]
 
 
 def _scored(pair: QCPair, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -290,12 +340,12 @@ def _model_input(loaded, image):
     return input_for_model(image, loaded.config.model.in_channels)
 
 
-def _auto_input(builtins, image):
+def _auto_input(get_model: Callable, image):
     """The built-in model ``auto`` picks for ``image``, and the image as it gets it."""
     from ..predict.auto import choose_model, input_for_model
 
     choice = choose_model(image)
-    used = builtins.get(choice.model)
+    used = get_model(choice.model)
     return used, input_for_model(image, used.config.model.in_channels, invert=choice.invert)
 
 

@@ -279,7 +279,11 @@ def match_objects(
     .. [2] Kirillov et al., "Panoptic Segmentation", CVPR 2019.
     """
     gt, pred = check_label_pair(gt_labels, pred_labels)
-    ov = _overlaps(gt, pred)
+    return objects_from_overlaps(_overlaps(gt, pred), thresholds)
+
+
+def objects_from_overlaps(ov: _Overlaps, thresholds: Iterable[float] = (0.5,)) -> dict[str, dict]:
+    """:func:`match_objects` from an overlaps table (e.g. one merged from image blocks)."""
     n_gt, n_pred = len(ov.gt_ids), len(ov.pred_ids)
     merged, split = _merges_splits(ov)
     out = {}

@@ -109,9 +109,7 @@ def iter_qc(
         x if hasattr(x, "shape") and hasattr(x, "dtype") else np.asarray(x) for x in (gt, pred)
     )
     check_pair(gt, pred)
-    if not 0.0 < threshold <= 1.0:
-        raise SegQCError(f"IoU threshold must be in (0, 1], got {threshold}")
-    thresholds = sorted({*THRESHOLD_SWEEP, round(float(threshold), 2)})
+    thresholds = report_thresholds(threshold)
     indices = list(np.ndindex(gt.shape[:-2]))
     out = None
     if maps:
@@ -155,11 +153,28 @@ def iter_qc(
             out.object_iou[index] = object_iou_map(gl, pl, threshold=threshold, match=match)
         else:
             image["ssim"] = ssim(gi, pi, data_range=1.0, normalize=False)
-        entry = make_entry(_slice_name(name, index), pixel_counts(gl, pl), objects, image)
-        if index:
-            entry["index"] = [int(i) for i in index]
-        entries.append(entry)
+        entries.append(slice_entry(name, index, pixel_counts(gl, pl), objects, image))
         yield QCProgress(done + 1, len(indices))
+    return QCResult(report=pair_report(entries, name, threshold), maps=out)
+
+
+def report_thresholds(threshold: float) -> list[float]:
+    """The IoU thresholds a report holds: the sweep 0.50:0.05:0.95 and ``threshold`` (checked)."""
+    if not 0.0 < threshold <= 1.0:
+        raise SegQCError(f"IoU threshold must be in (0, 1], got {threshold}")
+    return sorted({*THRESHOLD_SWEEP, round(float(threshold), 2)})
+
+
+def slice_entry(name: str, index: tuple[int, ...], pixel, objects, image) -> dict[str, Any]:
+    """The report entry of one 2-D slice (``index`` into the leading axes, () for 2-D)."""
+    entry = make_entry(_slice_name(name, index), pixel, objects, image)
+    if index:
+        entry["index"] = [int(i) for i in index]
+    return entry
+
+
+def pair_report(entries: list[dict[str, Any]], name: str, threshold: float) -> dict[str, Any]:
+    """The report of a pair from its slices' entries (a stack's lists them as ``"slices"``)."""
     if len(entries) == 1:
         report = entries[0]
         report["name"] = name
@@ -167,7 +182,7 @@ def iter_qc(
         report = combine_reports(entries, name=name)
         report["slices"] = entries
     report["threshold"] = threshold_key(threshold)
-    return QCResult(report=report, maps=out)
+    return report
 
 
 def _slice_name(name: str, index: tuple[int, ...]) -> str:

@@ -6,6 +6,11 @@
 ``last.safetensors``.
 
 The run folder's files are described in :mod:`.run_folder`.
+
+Under ``torchrun`` every process runs this loop as one rank of a process group
+(:mod:`.distributed`): each draws its own patches, gradients are averaged (the global batch is
+ranks x ``config.batch``), rank 0 validates and writes the run folder, and every rank reads it
+to resume.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device import autocast_dtype, pick_device
+from ..device import autocast_dtype
 from ..errors import SegQCError
 from ..instances.sizes import training_diameters
 from ..instances.targets import check_target_mode, make_targets
@@ -28,10 +33,13 @@ from ..models.normalize import BRIGHT_BACKGROUND, background_place
 from ..models.weights import load_state, load_weights, save_state
 from .config import TrainConfig
 from .data import PatchSampler, Sample, check_samples, split_samples
+from .distributed import patch_seed, start
 from .run_folder import RunFolder, check_run_folder, resumed_config
 from .validation import validate
 
 STEP_REPORT_EVERY = 5
+#: The validation scores, as :func:`.validation.validate` returns them.
+VAL_KEYS = ("val_loss", "val_iou", "val_f1")
 
 
 @dataclass(frozen=True)
@@ -73,15 +81,11 @@ def iter_train(
     ``config``: the new total, more than the epochs done (fewer than planned shortens the
     schedule from where it is; see :func:`.run_folder.saved_run`). ``val_samples`` given: a
     fixed validation set (``samples`` all train; ``config.val_fraction`` is not used).
+
+    Under torchrun every rank calls this with the same arguments; the reports are the same on
+    every rank (losses averaged over the ranks), ``stop`` is rank 0's (see :mod:`.distributed`).
     """
-    import torch
-
-    from ..models.registry import build_model
-    from .losses import make_loss
-    from .optim import EarlyStopping, make_optimizer, make_scheduler, step_scheduler
-
     out = Path(out_dir)
-    run = RunFolder(out)
     if resume:
         config = resumed_config(out, config)
     config = fit_to_samples(config, list(samples) + list(val_samples or []))
@@ -101,10 +105,28 @@ def iter_train(
             bright_fraction=round(float(bright), 3),
         )
     check_run_folder(out, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.json", config.to_json())
+    ranks, device = start(config.device)
+    try:
+        ranks.barrier()  # every rank has read the run folder before rank 0 writes into it
+        if ranks.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text(out / "config.json", config.to_json())
+        yield from _epochs(config, train_set, val_set, out, ranks, device, resume, stop)
+        ranks.barrier()  # rank 0 has written its last file
+    finally:
+        ranks.close()
+    return out / ("best.safetensors" if (out / "best.safetensors").exists() else "last.safetensors")
 
-    device = pick_device(config.device)
+
+def _epochs(config, train_set, val_set, out, ranks, device, resume, stop):
+    """The epochs of :func:`iter_train` on this rank, from its model's first weights on."""
+    import torch
+
+    from ..models.registry import build_model
+    from .losses import make_loss
+    from .optim import EarlyStopping, make_optimizer, make_scheduler, step_scheduler
+
+    run = RunFolder(out)
     dtype = autocast_dtype(config.precision, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     torch.manual_seed(config.seed)
@@ -122,46 +144,52 @@ def iter_train(
     else:
         if config.init:
             warm_start(model, config.init)
-        # the starting point, for the loss landscape's path (core.explain.landscape)
-        run.save_weights("init.safetensors", model, config, -1)
+        if ranks.is_main:  # the starting point, for the loss landscape (core.explain.landscape)
+            run.save_weights("init.safetensors", model, config, -1)
+    net = ranks.wrap(model)  # what trains; ``model`` (the same weights) validates and is saved
 
     targets = [make_targets(s.labels, config.target_mode) for s in train_set]
-    val_targets = [make_targets(s.labels, config.target_mode) for s in val_set]
-    steps = config.steps_per_epoch or _auto_steps(train_set, config)
+    val_targets = [make_targets(s.labels, config.target_mode) for s in val_set if ranks.is_main]
+    steps = config.steps_per_epoch or _auto_steps(train_set, config, ranks.world_size)
     metric_key = "val_iou" if config.target_mode == "binary" else "val_f1"
 
     for epoch in range(start_epoch, config.epochs):
-        sampler = PatchSampler(train_set, targets, config.patch, seed=config.seed * 100_003 + epoch)
+        seed = patch_seed(config.seed, epoch, ranks.rank)
+        sampler = PatchSampler(train_set, targets, config.patch, seed=seed)
         gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
-        gen.manual_seed(config.seed * 100_003 + epoch)
-        model.train()
+        gen.manual_seed(seed)
+        net.train()
         total = torch.zeros((), device=device)
         t0 = time.perf_counter()
         stopped, done = False, 0
         for step in range(steps):
-            if stop is not None and stop():
+            if ranks.decide(stop is not None and stop()):
                 stopped = True
                 break
             loss = _train_step(
-                model, optimizer, loss_fn, sampler, gen, config, device, dtype, memory_format
+                net, optimizer, loss_fn, sampler, gen, config, device, dtype, memory_format
             )
             total += loss.detach()
             done += 1
             if (step + 1) % STEP_REPORT_EVERY == 0 or step + 1 == steps:
-                yield StepReport(epoch, step + 1, steps, float(total) / done)
+                yield StepReport(epoch, step + 1, steps, ranks.mean(total, done))
         seconds = time.perf_counter() - t0
         if done == 0:  # stopped before any step of this epoch: nothing new to save
-            run.save_weights("last.safetensors", model, config, epoch - 1)
+            if ranks.is_main:
+                run.save_weights("last.safetensors", model, config, epoch - 1)
             break
-        val = validate(model, val_set, val_targets, loss_fn, config, device, dtype)
+        val = None  # validated on rank 0, which the others wait for
+        if ranks.is_main:
+            val = validate(model, val_set, val_targets, loss_fn, config, device, dtype)
+        val = ranks.share(val, VAL_KEYS)
         lr = optimizer.param_groups[0]["lr"]
         row = {
             "epoch": epoch,
-            "train_loss": float(total) / done,
+            "train_loss": ranks.mean(total, done),
             **val,
             "lr": lr,
             "seconds": seconds,
-            "images_per_s": done * config.batch / seconds,
+            "images_per_s": done * config.batch * ranks.world_size / seconds,
         }
         history.append(row)
         metric = val[metric_key]
@@ -169,23 +197,8 @@ def iter_train(
         validated = not math.isnan(metric)  # without a validation set nothing is compared
         step_scheduler(scheduler, metric if validated else None)
         should_stop = early.update(metric) if validated else False
-        run.save_weights("last.safetensors", model, config, epoch)
-        if best:
-            run.save_weights("best.safetensors", model, config, epoch)
-        if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
-            run.save_weights(f"epoch_{epoch + 1:03d}.safetensors", model, config, epoch)
-        sched_state = scheduler.state_dict()
-        sched_state.pop("lr_lambdas", None)  # rebuilt from the config on resume
-        save_state(
-            out / "state.safetensors",
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": sched_state,
-                "early": early.state_dict(),
-                "epoch": epoch + 1,
-            },
-        )
-        run.write_history(history)
+        if ranks.is_main:
+            _save_epoch(run, model, optimizer, scheduler, early, config, epoch, best, history)
         yield EpochReport(
             epoch=epoch,
             epochs=config.epochs,
@@ -199,7 +212,27 @@ def iter_train(
         )
         if stopped or should_stop:
             break
-    return out / ("best.safetensors" if (out / "best.safetensors").exists() else "last.safetensors")
+
+
+def _save_epoch(run, model, optimizer, scheduler, early, config, epoch, best, history) -> None:
+    """Write the weights, the training state and the history after an epoch (atomically)."""
+    run.save_weights("last.safetensors", model, config, epoch)
+    if best:
+        run.save_weights("best.safetensors", model, config, epoch)
+    if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
+        run.save_weights(f"epoch_{epoch + 1:03d}.safetensors", model, config, epoch)
+    sched_state = scheduler.state_dict()
+    sched_state.pop("lr_lambdas", None)  # rebuilt from the config on resume
+    save_state(
+        run.out / "state.safetensors",
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": sched_state,
+            "early": early.state_dict(),
+            "epoch": epoch + 1,
+        },
+    )
+    run.write_history(history)
 
 
 def fit_to_samples(config: TrainConfig, samples: list[Sample]) -> TrainConfig:
@@ -232,9 +265,11 @@ def warm_start(model, source: str | Path) -> tuple[int, int]:
     return len(fitting), len(own)
 
 
-def _auto_steps(train_set: list[Sample], config: TrainConfig) -> int:
+def _auto_steps(train_set: list[Sample], config: TrainConfig, world_size: int = 1) -> int:
+    """Steps for about one pass over the training pixels (shared by ``world_size`` ranks)."""
     pixels = sum(s.labels.size for s in train_set)
-    return int(min(200, max(4, math.ceil(pixels / (config.patch**2 * config.batch)))))
+    patches = config.patch**2 * config.batch * world_size
+    return int(min(200, max(4, math.ceil(pixels / patches))))
 
 
 def _train_step(model, optimizer, loss_fn, sampler, gen, config, device, dtype, memory_format):
