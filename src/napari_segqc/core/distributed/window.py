@@ -198,38 +198,21 @@ def plane_maps(loaded, image, lo, hi, channels: int, tile: int, overlap: int, se
     """Maps ``(K, H, W)`` of one plane, tile by tile, blended as
     :mod:`napari_segqc.core.predict.inference` does (same tiles, window and batches), with
     the percentiles given instead of the plane's own."""
-    import torch
+    from ..predict.inference import _iter_plane
 
-    from ..predict.inference import MAX_BATCH_PIXELS, _forward
-    from ..predict.tiling import blend_window, fit_tile, reflect_fill, tile_starts
-
-    scale = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
-    h, w = image.shape[:2]
-    out = np.zeros((loaded.config.model.classes, h, w), np.float32)
-    weight = np.zeros((h, w), np.float32)
-    th, tw = fit_tile(h, tile, overlap), fit_tile(w, tile, overlap)
-    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-    window = blend_window(th, tw, (overlap if len(ys) > 1 else 0, overlap if len(xs) > 1 else 0))
-    boxes = [(y, x) for y in ys for x in xs]
-    device = next(loaded.model.parameters()).device
-    batch = max(1, min(settings.batch, MAX_BATCH_PIXELS // (th * tw)))
-    for i in range(0, len(boxes), batch):
-        group = boxes[i : i + batch]
-        tiles = np.zeros((len(group), channels, th, tw), np.float32)
-        for j, (y, x) in enumerate(group):
-            raw = np.asarray(image[y : y + th, x : x + tw], dtype=np.float32)
-            raw = raw[..., None] if raw.ndim == 2 else raw[..., :channels]
-            if not np.isfinite(raw).all():
-                raise SegQCError("the image contains NaN or infinite values")
-            norm = ((raw - lo) / scale).transpose(2, 0, 1)
-            tiles[j, :, : norm.shape[1], : norm.shape[2]] = norm
-            if norm.shape[1:] != (th, tw):
-                tiles[j] = reflect_fill(norm, th, tw)
-        x_t = torch.from_numpy(tiles).to(device).contiguous(memory_format=torch.channels_last)
-        probs = _forward(loaded.model, x_t, dtype, settings.tta).cpu().numpy()
-        for j, (y, x) in enumerate(group):
-            hh, ww = min(th, h - y), min(tw, w - x)
-            out[:, y : y + hh, x : x + ww] += probs[j, :, :hh, :ww] * window[:hh, :ww]
-            weight[y : y + hh, x : x + ww] += window[:hh, :ww]
-    out /= np.maximum(weight, 1e-6)
-    return out
+    gen = _iter_plane(
+        loaded,
+        image,
+        channels,
+        tile,
+        overlap,
+        settings.batch,
+        dtype,
+        settings.tta,
+        percentiles=(lo, hi),
+    )
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value

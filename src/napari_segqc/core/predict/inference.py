@@ -116,12 +116,22 @@ def _forward(model, x, dtype, tta: bool):
 
 
 def _iter_plane(
-    loaded: LoadedModel, image, channels: int, tile: int, overlap: int, batch: int, dtype, tta
+    loaded: LoadedModel,
+    image,
+    channels: int,
+    tile: int,
+    overlap: int,
+    batch: int,
+    dtype,
+    tta,
+    percentiles: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generator[int, None, np.ndarray]:
-    """Maps ``(K, H, W)`` of one 2-D plane, tile batch by tile batch (yields tiles done)."""
+    """Maps ``(K, H, W)`` of one 2-D plane, tile batch by tile batch (yields tiles done).
+    ``percentiles``: the normalisation's (low, high) per channel, e.g. a whole image's for
+    one block of it; None: the plane's own."""
     import torch
 
-    lo, hi = _percentiles(image, channels)
+    lo, hi = _percentiles(image, channels) if percentiles is None else percentiles
     scale = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
     h, w = image.shape[:2]
     classes = loaded.config.model.classes
