@@ -87,3 +87,25 @@ def test_fill_holes_is_binary_fill_holes():
     assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]
     assert not fill_holes(np.zeros((5, 5), bool)).any()
     assert fill_holes(np.ones((5, 5), bool)).all()
+
+
+def test_h_maxima_by_levels_with_near_ties_and_exact_drops():
+    # two peaks whose saddle is exactly h below the lower one, a neighbour higher by less
+    # than the float resolution scikit-image allows for, and flat tops
+    from napari_segqc.core.instances.decoding import _h_maxima_by_levels
+
+    line = np.array([0.1, 0.5, 0.3, 0.7, 0.7, 0.2, 0.6, 0.6000001, 0.1], np.float32)
+    rng = np.random.default_rng(5)
+    for h in (0.2, 0.4, 0.1, 0.5):
+        image = np.tile(line, (3, 1))
+        np.testing.assert_array_equal(
+            _h_maxima_by_levels(image, h), h_maxima(image, h).astype(bool)
+        )
+    for _ in range(300):
+        shape = tuple(rng.integers(3, 30, 2))
+        image = np.round(rng.random(shape) * 10).astype(np.float32) / 10
+        image += (rng.random(shape) < 0.1) * np.float32(1e-7)
+        h = float(rng.choice([0.1, 0.2, 0.3]))
+        np.testing.assert_array_equal(
+            _h_maxima_by_levels(image, h), h_maxima(image, h).astype(bool)
+        )

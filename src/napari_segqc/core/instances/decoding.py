@@ -238,32 +238,68 @@ _SQUARE = np.ones((3, 3), bool)
 
 
 def region_h_maxima(crop: np.ndarray, inside: np.ndarray, h: float) -> np.ndarray:
-    """``h_maxima(crop, h) & inside`` for a float32 crop that is 0 outside ``inside``.
+    """``h_maxima(crop, h) & inside`` for a float32 crop that is 0 outside ``inside``, without
+    scikit-image's grey reconstruction (which sorts every pixel): identical results.
 
     Most regions hold one nucleus, whose core score has a single regional maximum (8-connected
-    plateau with no higher neighbour). In such a landscape every pixel has a non-descending
-    path to the maximum, so the grey reconstruction behind h-maxima is
-    ``min(max(marker), image)`` and needs no sorting: computed that way, with the same float32
-    steps as scikit-image, the result is identical. Regions with several maxima (or any
-    non-positive value inside) take scikit-image's path.
+    plateau with no higher neighbour). Then every pixel has a non-descending path to the
+    maximum and the reconstruction is ``min(max(marker), image)``. Regions with several
+    maxima are decided peak by peak (:func:`_h_maxima_by_levels`).
     """
-    from skimage.morphology import h_maxima
-
     if crop[inside].min() > 0:
         no_higher = crop >= ndi.maximum_filter(crop, size=3)
         if ndi.label(no_higher & inside, structure=_SQUARE)[1] == 1:
             return _single_peak_h_maxima(crop, h) & inside
-    return h_maxima(crop, h).astype(bool) & inside
+    return _h_maxima_by_levels(crop, h) & inside
+
+
+def _marker(image: np.ndarray, h: float) -> np.ndarray:
+    """scikit-image's reconstruction marker for ``h_maxima`` of a float image: ``image - h``
+    lowered by twice the float resolution, so that a drop of exactly ``h`` counts."""
+    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
+    return image - h - resolution
 
 
 def _single_peak_h_maxima(image: np.ndarray, h: float) -> np.ndarray:
     """scikit-image's ``h_maxima`` of a float image with one regional maximum."""
     if h > np.ptp(image):
         return np.zeros(image.shape, bool)
-    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
-    marker = image - h - resolution
-    reconstructed = np.minimum(marker.max(), image)
+    reconstructed = np.minimum(_marker(image, h).max(), image)
     return (image - reconstructed) >= h
+
+
+#: Above this many candidate peak values in one region, scikit-image's h_maxima is cheaper.
+MAX_PEAK_LEVELS = 32
+
+
+def _h_maxima_by_levels(image: np.ndarray, h: float) -> np.ndarray:
+    """scikit-image's ``h_maxima`` of a float image, one candidate peak value at a time.
+
+    A pixel ``p`` of value ``v`` is an h-maximum when ``v - rec(p) >= h``, ``rec`` the grey
+    reconstruction of the marker under the image: the largest ``min(marker(q), b)`` over
+    pixels ``q`` and the best path's lowest value ``b`` from ``q`` to ``p``. So ``p`` fails
+    exactly when some ``q`` with ``v - marker(q) < h`` is reachable through pixels ``x`` with
+    ``v - x < h``: one threshold and one labelling per value. Only pixels (nearly) as high as
+    all their neighbours can pass, so only their values are tried.
+    """
+    from skimage.morphology import h_maxima
+
+    if h > np.ptp(image):
+        return np.zeros(image.shape, bool)
+    marker = _marker(image, h)
+    top = ndi.maximum_filter(image, size=3)
+    slack = 1e-5 * max(float(np.abs(image).max()), 1e-30)  # near ties pass scikit-image too
+    candidates = image >= top - slack
+    levels = np.unique(image[candidates])
+    if levels.size > MAX_PEAK_LEVELS:
+        return h_maxima(image, h).astype(bool)
+    out = np.zeros(image.shape, bool)
+    for v in levels:
+        reach, _ = ndi.label((v - image) < h, structure=_SQUARE)
+        failing = np.unique(reach[(v - marker) < h])
+        mine = candidates & (image == v)
+        out |= mine & ~np.isin(reach, failing)
+    return out
 
 
 def filter_objects(
