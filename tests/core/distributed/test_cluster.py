@@ -88,6 +88,18 @@ def test_model_cache_loads_each_model_once():
     assert worker_models() is worker_models()  # not on a worker: this process's cache
 
 
+def test_model_cache_drops_the_least_recently_used():
+    cache = ModelCache(capacity=2)
+    nuclei = cache.get("nuclei", "cpu")
+    cache.get("nuclei", "cpu", "torch")
+    assert cache.get("nuclei", "cpu") is nuclei  # used again: now the most recent
+    cache.get("nuclei-stained", "cpu")  # a third model: the torch one goes
+    assert cache.loads == 3
+    assert cache.get("nuclei", "cpu") is nuclei and cache.loads == 3
+    cache.get("nuclei", "cpu", "torch")
+    assert cache.loads == 4
+
+
 def test_slurm_and_lsf_configurations_without_submitting():
     pytest.importorskip("dask_jobqueue")
     local = {"host": "127.0.0.1"}  # a test must not listen elsewhere

@@ -57,6 +57,12 @@ def test_input_for_model_is_a_view_and_keeps_values():
     assert input_for_model(colour, 1).shape == colour.shape[:2]
     flipped = np.asarray(input_for_model(grey, 1, invert=True))
     assert np.allclose(flipped + grey, float(grey.min()) + float(grey.max()))
+    # a colour image inverted for a colour model stays colour (it used to become grey mean)
+    flipped = np.asarray(input_for_model(colour, 3, invert=True))
+    assert flipped.shape == (*colour.shape[:2], 3)
+    rgb = colour[..., :3].astype(np.float32)
+    lo, hi = float(colour.min()), float(colour.max())
+    assert np.allclose(flipped, lo + hi - rgb)
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))

@@ -8,18 +8,24 @@ time: workers are given a model's name or path, never the model, and load it the
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 #: Name of the worker plugin holding the models.
 PLUGIN = "napari-segqc-models"
 
 
-class ModelCache:
-    """Loaded models by (source, device, backend), each loaded once (thread-safe);
-    :attr:`loads` counts the loads."""
+#: Models a cache keeps: a worker scoring many checkpoints drops the least recently used.
+CACHE_MODELS = 4
 
-    def __init__(self) -> None:
-        self._models: dict[tuple[str, str, str], object] = {}
+
+class ModelCache:
+    """Loaded models by (source, device, backend), each loaded once while it is among the
+    ``capacity`` most recently used (thread-safe); :attr:`loads` counts the loads."""
+
+    def __init__(self, capacity: int = CACHE_MODELS) -> None:
+        self._models: OrderedDict[tuple[str, str, str], object] = OrderedDict()
         self._lock = threading.Lock()
+        self.capacity = max(1, int(capacity))
         self.loads = 0
 
     def get(self, source, device="auto", backend: str = "auto"):
@@ -32,6 +38,9 @@ class ModelCache:
                 dev = pick_device(device) if isinstance(device, str) else device
                 self._models[key] = load_model(source, dev, backend)
                 self.loads += 1
+                while len(self._models) > self.capacity:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(key)
             return self._models[key]
 
 

@@ -63,13 +63,13 @@ def input_for_model(image, in_channels: int, *, rgb: bool | None = None, invert:
     model becomes three equal channels, a colour image for a grey model the mean of its
     channels, and with ``invert`` intensities are flipped over the image's range. Views or
     lazy arrays: nothing big is copied."""
-    from .image_checks import prepare_image
+    from .image_checks import RGB, prepare_image
 
     rgb = looks_rgb(image) if rgb is None else rgb
     if rgb and in_channels == 1:
         image, rgb = prepare_image(image, rgb=True, channel=GREY_MEAN), False
-    if invert:
-        image = prepare_image(image, rgb=rgb, invert=True)
+    if invert:  # colour stays colour here: a grey model's input is already grey
+        image = prepare_image(image, rgb=rgb, channel=RGB, invert=True)
     if not rgb and in_channels == 3:
         lazy = _lazy(image)
         if isinstance(lazy, np.ndarray):
