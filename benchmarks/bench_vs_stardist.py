@@ -14,12 +14,16 @@ StarDist tiled, ours, ...) so that both see the same machine load:
   network call) and with the tiles of ``model._guess_n_tiles(img)`` (StarDist's own guess, used
   in ``optimize_thresholds``: (4, 4) here); TensorFlow's default threads. The model is a
   ``StarDist2D`` (default config: 32 rays, grid (2, 2), patches of 256) trained briefly on
-  ``../shared/data/dsb2018/train`` the first time and cached (``--stardist-model``), with
-  thresholds optimised: only its cost matters; its object count (drives the NMS) is printed.
+  ``../shared/data/dsb2018/train`` the first time (30 epochs of 40 steps, ~13 minutes on two
+  cores; 5 epochs left a model that found 65 of ~1,500 nuclei, which made its NMS look free)
+  and cached (``--stardist-model``), with thresholds optimised: only its cost matters, but
+  its object count (drives the NMS) is printed and should be near ours.
 
 Times are the best (and median) of ``--repeat`` runs after a warm-up; MPix/s and the ratio
 ours / StarDist (above 1: ours is faster). ``--profile`` instead splits our path into stages
-(normalisation, tiles, network, blending, rescaling, size estimate, each decoding step).
+(normalisation, tiles, network, blending, rescaling, size estimate, each decoding step;
+``segment_profile.py``). ``--sizes 512,2048,8192`` instead runs each side once per size, each
+in a fresh process (after a warm-up), with its peak resident memory.
 
 StarDist is never a dependency of napari-segqc: its side runs in a child process in its own
 environment (this file, hidden ``--stardist-worker`` flag; numpy and stardist only)::
@@ -33,7 +37,6 @@ environment (this file, hidden ``--stardist-worker`` flag; numpy and stardist on
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import subprocess
@@ -114,7 +117,9 @@ def stardist_worker(args: argparse.Namespace) -> None:
         return time.perf_counter() - t, int(labels.max())
 
     io = ("intra_op", "inter_op")
-    run(None), run(tiles)  # warm-up (graph tracing, numba/C extension first use)
+    run(None)  # warm-up (graph tracing, numba/C extension first use)
+    if not args.only_default:
+        run(tiles)
     reply(
         trained=trained,
         seconds=train_s,
@@ -135,7 +140,15 @@ def stardist_worker(args: argparse.Namespace) -> None:
             reply(normalise=t_norm, network=time.perf_counter() - t - t_norm)
             continue
         seconds, objects = run(tiles if command == "tiled" else None)
-        reply(seconds=seconds, objects=objects)
+        reply(seconds=seconds, objects=objects, peak_mib=peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (Linux VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 # --- our side: the project environment ---
@@ -169,28 +182,84 @@ def machine_note() -> str:
     return f"{stamp}; {os.cpu_count()} CPUs, load average {load:.2f} before the run"
 
 
+def start_stardist(args: argparse.Namespace, path: Path, *extra: str):
+    """The StarDist worker on the image saved at ``path``, and a function asking it a
+    command (None: its first message) for the JSON answer."""
+    cmd = [args.stardist_python, str(Path(__file__).resolve()), "--stardist-worker"]
+    cmd += ["--image", str(path), "--stardist-model", str(args.stardist_model)]
+    cmd += ["--train-epochs", str(args.train_epochs), "--train-steps", str(args.train_steps)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    worker = subprocess.Popen(
+        [*cmd, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
+    )
+
+    def ask(command: str | None = None) -> dict:
+        if command:
+            worker.stdin.write(command + "\n")
+            worker.stdin.flush()
+        line = worker.stdout.readline()
+        if not line:
+            sys.exit(f"the StarDist worker ended (exit {worker.wait()}); see its messages")
+        return json.loads(line)
+
+    return worker, ask
+
+
+def ours_child(args: argparse.Namespace) -> None:
+    """Child process: our default path once on a ``--size`` mosaic (after a 512² warm-up);
+    prints seconds, objects and peak memory as JSON."""
+    loaded, image = load_ours(args)
+    run_ours(loaded, image[:512, :512])
+    seconds, objects = run_ours(loaded, image)
+    print(json.dumps({"seconds": seconds, "objects": objects, "peak_mib": peak_rss_mib()}))
+
+
+def by_size(args: argparse.Namespace) -> None:
+    """Each size: ours in a fresh process, then StarDist (whole image, its default) in a
+    fresh worker; one timed run each after a warm-up; peak memory of each process."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_predict import mosaic
+
+    print(machine_note())
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--ours-child"]
+        cmd += ["--size", str(size), "--seed", str(args.seed)]
+        if args.backend:
+            cmd += ["--backend", args.backend]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        ours = json.loads(out.strip().splitlines()[-1])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "mosaic.npy"
+            np.save(path, mosaic(size, args.seed))
+            worker, ask = start_stardist(args, path, "--only-default")
+            ask()
+            theirs = ask("default")
+            worker.communicate("quit\n")
+        rows.append((size, ours, theirs))
+        print(f"{size}: ours {ours}, StarDist {theirs}", flush=True)
+    print(
+        "\n| size | ours s | ours MPix/s | ours peak GiB | objects | StarDist s | "
+        "StarDist MPix/s | StarDist peak GiB | objects | ours / StarDist |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size, ours, theirs in rows:
+        mp = size * size / 1e6
+        print(
+            f"| {size}² | {ours['seconds']:.2f} | {mp / ours['seconds']:.2f} | "
+            f"{ours['peak_mib'] / 1024:.2f} | {ours['objects']} | {theirs['seconds']:.2f} | "
+            f"{mp / theirs['seconds']:.2f} | {theirs['peak_mib'] / 1024:.2f} | "
+            f"{theirs['objects']} | {theirs['seconds'] / ours['seconds']:.2f} |"
+        )
+
+
 def compare(args: argparse.Namespace) -> None:
     loaded, image = load_ours(args)
     mp = image.size / 1e6
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mosaic.npy"
         np.save(path, image)
-        cmd = [args.stardist_python, str(Path(__file__).resolve()), "--stardist-worker"]
-        cmd += ["--image", str(path), "--stardist-model", str(args.stardist_model)]
-        cmd += ["--train-epochs", str(args.train_epochs), "--train-steps", str(args.train_steps)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        worker = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True
-        )
-
-        def ask(command: str | None = None) -> dict:
-            if command:
-                worker.stdin.write(command + "\n")
-                worker.stdin.flush()
-            line = worker.stdout.readline()
-            if not line:
-                sys.exit(f"the StarDist worker ended (exit {worker.wait()}); see its messages")
-            return json.loads(line)
+        worker, ask = start_stardist(args, path)
 
         run_ours(loaded, image)  # warm-up, while the worker loads its model (or trains it)
         info = ask()
@@ -238,140 +307,6 @@ def compare(args: argparse.Namespace) -> None:
     )
 
 
-# --- profile of our default path ---
-
-
-def decode_steps(maps: np.ndarray, config) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """:func:`decode_labels` of one block, step by step, with the wall time of each step (the
-    seed mask by decoding's own ``_seed_mask``; its Gaussian timed apart and subtracted)."""
-    from scipy import ndimage as ndi
-    from skimage.segmentation import watershed
-
-    from napari_segqc.core.instances import decoding
-
-    steps, t = [], [time.perf_counter()]
-
-    def done(name: str) -> None:
-        t.append(time.perf_counter())
-        steps.append((name, t[-1] - t[-2]))
-
-    fg = maps[0] > config.threshold
-    boundary, distance = maps[1].astype(np.float32), maps[2].astype(np.float32)
-    done("decode: foreground threshold (+ map copies)")
-    core = distance * (1 - boundary)
-    done("decode: core score")
-    ndi.gaussian_filter(core, decoding.SEED_SMOOTHING)
-    done("decode: seed smoothing (Gaussian)")
-    per_region = "fg" in decoding._seed_mask.__code__.co_varnames
-    extra = (fg,) if per_region else ()
-    seed_mask = decoding._seed_mask(core, config.seed_threshold, config.split_height, *extra)
-    done("decode: h-maxima" + (" (per foreground region)" if per_region else ""))
-    steps[-1] = (steps[-1][0], max(steps[-1][1] - steps[-2][1], 0.0))
-    seeds, n = ndi.label(fg & seed_mask)
-    done("decode: seed labelling")
-    labels = watershed(boundary - distance, markers=seeds, mask=fg)
-    done("decode: watershed")
-    rest, _ = ndi.label(fg & (labels == 0))
-    labels = np.where(rest > 0, rest + n, labels).astype(np.int32)
-    done("decode: unseeded blobs")
-    labels = decoding.filter_objects(labels, config.min_size, maps[0], config.min_object_prob)
-    done("decode: min-size / object-prob filter + relabel")
-    return labels, steps
-
-
-def profile(args: argparse.Namespace) -> None:
-    import napari_segqc.core.predict.inference as inference
-    import napari_segqc.core.predict.segmentation as segmentation
-    from napari_segqc.core.instances.decoding import DECODE_BLOCK, decode_labels, decoding_config
-
-    loaded, image = load_ours(args)
-    events: list[tuple[float, str, str]] = []  # (time, event, pass)
-    current = {"pass": ""}
-
-    def mark(event: str) -> None:
-        events.append((time.perf_counter(), event, current["pass"]))
-
-    def wrap(module, name: str, event: str) -> None:
-        original = getattr(module, name)
-
-        def wrapped(*a, **k):
-            mark(event + ">")
-            try:
-                return original(*a, **k)
-            finally:
-                mark(event + "<")
-
-        setattr(module, name, wrapped)
-
-    wrap(inference, "_percentiles", "pct")
-    wrap(inference, "_forward", "fwd")
-    wrap(inference, "resize_plane", "rsz")
-    wrap(inference, "resize_maps", "rmaps")
-    wrap(segmentation, "estimate_diameter", "est")
-    wrap(segmentation, "decode_labels", "dec")
-    passes = segmentation.iter_predict_probs
-
-    def one_pass(*a, **k):
-        current["pass"] = f"pass x{k.get('scale', 1.0):.2f}"
-        return (yield from passes(*a, **k))
-
-    segmentation.iter_predict_probs = one_pass
-    names = {"pct>": "percentile normalisation", "fwd>": "network forward (model(x))"}
-    names |= {"fwd<": "blending", "rsz>": "rescale image", "rmaps>": "rescale maps back"}
-    names |= {"est>": "size estimate", "tiles": "tile cutting + batching"}
-
-    def stage(event: str, following: str, where: str) -> str:
-        if event in ("pct<", "batch<"):  # cut tiles until the forward, else divide by weights
-            event = "tiles" if following == "fwd>" else "fwd<"
-        if event == "dec>":
-            return "decoding (total)"
-        return f"{where}: {names[event]}" if event in names else "other (checks, setup)"
-
-    best = None
-    for i in range(args.repeat + 1):  # the first run warms up
-        events.clear()
-        mark("start")
-        labels, maps, info = segmentation.segment(
-            loaded, image, return_scale=True, progress=lambda *_: mark("batch<")
-        )
-        mark("end")
-        total = events[-1][0] - events[0][0]
-        if i and (best is None or total < best[0]):
-            best = (total, list(events))
-    total, events = best
-    table: dict[str, float] = {}
-    for (t0, event, where), (t1, following, _) in itertools.pairwise(events):
-        name = stage(event, following, where)
-        table[name] = table.get(name, 0.0) + t1 - t0
-    config = decoding_config(loaded.config)
-    if max(maps.shape[-2:]) <= DECODE_BLOCK:
-        t = time.perf_counter()
-        reference = decode_labels(maps, config)
-        t_ref = time.perf_counter() - t
-        steps_labels, steps = decode_steps(maps, config)
-        same = "same" if np.array_equal(steps_labels, reference) else "DIFFERENT"
-        note = f"step by step: {same} labels as decode_labels ({t_ref:.2f} s)"
-    else:
-        steps, note = [], f"image larger than DECODE_BLOCK ({DECODE_BLOCK}): decoded in blocks"
-    print(
-        f"\nprofile of segment(load_model('nuclei'), image), {image.shape[0]} x {image.shape[1]}, "
-        f"best of {args.repeat}: {total:.2f} s ({image.size / 1e6 / total:.3f} MPix/s), "
-        f"{int(labels.max())} objects; {info.describe()}"
-    )
-    print_table("stages in order:", [*table.items(), ("**total**", total)], total)
-    by_kind: dict[str, float] = {}
-    for name, seconds in table.items():
-        by_kind[name.split(": ", 1)[-1]] = by_kind.get(name.split(": ", 1)[-1], 0.0) + seconds
-    print_table("all passes together:", sorted(by_kind.items(), key=lambda kv: -kv[1]), total)
-    print_table(f"decoding, {note}:", steps, sum(s for _, s in steps) or 1, "share of decoding")
-
-
-def print_table(title: str, rows, whole: float, share: str = "share") -> None:
-    print(f"\n{title}\n| stage | seconds | {share} |\n|---|---|---|")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.2f} | {seconds / whole:.1%} |")
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=2048)
@@ -381,15 +316,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backend", help="load_model's backend (default: its default)")
     p.add_argument("--stardist-python", default=STARDIST_PYTHON)
     p.add_argument("--stardist-model", type=Path, default=STARDIST_MODEL)
-    p.add_argument("--train-epochs", type=int, default=5, help="if the model is not cached")
+    p.add_argument("--train-epochs", type=int, default=30, help="if the model is not cached")
     p.add_argument("--train-steps", type=int, default=40, help="steps (batches of 4) per epoch")
+    p.add_argument(
+        "--sizes",
+        help="instead: one run of each side per size, e.g. 512,2048,8192, each in a fresh "
+        "process, with its peak resident memory",
+    )
     p.add_argument("--stardist-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ours-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--only-default", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--image", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.stardist_worker:
         stardist_worker(args)
+    elif args.ours_child:
+        ours_child(args)
     elif args.profile:
-        profile(args)
+        from segment_profile import profile
+
+        profile(args, *load_ours(args))
+    elif args.sizes:
+        by_size(args)
     else:
         compare(args)
 
