@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--zoom", help="random zoom range LOW,HIGH (default: the model's)")
+    p.add_argument("--start", type=Path, help="fine-tune from these weights instead of --out")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,8 +112,15 @@ def main(argv: list[str] | None = None) -> int:
 
         config = TrainConfig.from_dict(load_weights(args.out, tensors=False)[1]["config"])
         config = replace(
-            config, init=str(args.out), lr=args.lr, epochs=args.epochs, checkpoint_every=5
+            config,
+            init=str(args.start or args.out),
+            lr=args.lr,
+            epochs=args.epochs,
+            checkpoint_every=5,
         )
+        if args.zoom:
+            low, high = (float(v) for v in args.zoom.split(","))
+            config = replace(config, augment=replace(config.augment, zoom=(low, high)))
         data = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
         samples = load_training_data(data)
         print_epochs(iter_train(config, samples, args.train, resume=args.resume))
