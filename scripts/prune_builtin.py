@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from train_builtin_v2 import DATA, split_names
 
 from napari_segqc.core.models.builtin import resolve_model_path
 from napari_segqc.core.models.registry import build_model
@@ -66,7 +67,7 @@ def compare(names: list[str]) -> None:
     from napari_segqc.core.predict.loading import load_model
 
     teacher = load_model("nuclei", torch.device("cpu"), backend="torch").model.float().eval()
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
+    folder = DATA / "dsb2018" / "train"
     for blocks in ("first-second", "first-last"):
         model = student(blocks)[0]
         errors = []
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.compare:
-        root = Path(__file__).resolve().parents[1]
-        names = (root / "splits" / "dsb2018_val.txt").read_text().split()[: args.compare]
+        names = split_names("dsb2018", "val")[: args.compare]
         compare(names)
     if args.out:
         _, config, weights = student(args.blocks)
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.zoom:
             low, high = (float(v) for v in args.zoom.split(","))
             config = replace(config, augment=replace(config.augment, zoom=(low, high)))
-        data = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "train"
-        samples = load_training_data(data)
+        samples = load_training_data(DATA / "dsb2018" / "train")
         print_epochs(iter_train(config, samples, args.train, resume=args.resume))
     return 0
 

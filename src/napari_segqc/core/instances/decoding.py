@@ -246,11 +246,10 @@ def region_h_maxima(crop: np.ndarray, inside: np.ndarray, h: float) -> np.ndarra
     maximum and the reconstruction is ``min(max(marker), image)``. Regions with several
     maxima are decided peak by peak (:func:`_h_maxima_by_levels`).
     """
-    if crop[inside].min() > 0:
-        no_higher = crop >= ndi.maximum_filter(crop, size=3)
-        if ndi.label(no_higher & inside, structure=_SQUARE)[1] == 1:
-            return _single_peak_h_maxima(crop, h) & inside
-    return _h_maxima_by_levels(crop, h) & inside
+    top = ndi.maximum_filter(crop, size=3)
+    if crop[inside].min() > 0 and ndi.label((crop >= top) & inside, structure=_SQUARE)[1] == 1:
+        return _single_peak_h_maxima(crop, h) & inside
+    return _h_maxima_by_levels(crop, h, top) & inside
 
 
 def _marker(image: np.ndarray, h: float) -> np.ndarray:
@@ -272,7 +271,7 @@ def _single_peak_h_maxima(image: np.ndarray, h: float) -> np.ndarray:
 MAX_PEAK_LEVELS = 32
 
 
-def _h_maxima_by_levels(image: np.ndarray, h: float) -> np.ndarray:
+def _h_maxima_by_levels(image: np.ndarray, h: float, top: np.ndarray | None = None) -> np.ndarray:
     """scikit-image's ``h_maxima`` of a float image, one candidate peak value at a time.
 
     A pixel ``p`` of value ``v`` is an h-maximum when ``v - rec(p) >= h``, ``rec`` the grey
@@ -280,14 +279,15 @@ def _h_maxima_by_levels(image: np.ndarray, h: float) -> np.ndarray:
     pixels ``q`` and the best path's lowest value ``b`` from ``q`` to ``p``. So ``p`` fails
     exactly when some ``q`` with ``v - marker(q) < h`` is reachable through pixels ``x`` with
     ``v - x < h``: one threshold and one labelling per value. Only pixels (nearly) as high as
-    all their neighbours can pass, so only their values are tried.
+    all their neighbours can pass, so only their values are tried (``top``: the image's 3 x 3
+    maximum filter, if the caller has it).
     """
     from skimage.morphology import h_maxima
 
     if h > np.ptp(image):
         return np.zeros(image.shape, bool)
     marker = _marker(image, h)
-    top = ndi.maximum_filter(image, size=3)
+    top = ndi.maximum_filter(image, size=3) if top is None else top
     slack = 1e-5 * max(float(np.abs(image).max()), 1e-30)  # near ties pass scikit-image too
     candidates = image >= top - slack
     levels = np.unique(image[candidates])
