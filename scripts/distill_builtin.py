@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from prune_builtin import zoomed
 from train_builtin_v2 import DATA
 
 from napari_segqc.core.device import autocast_dtype
 from napari_segqc.core.instances.targets import make_targets
-from napari_segqc.core.models.builtin import resolve_model_path
 from napari_segqc.core.models.registry import build_model
 from napari_segqc.core.models.weights import load_weights
+from napari_segqc.core.predict.loading import load_model
 from napari_segqc.core.train.augment import augment_batch
 from napari_segqc.core.train.config import TrainConfig
 from napari_segqc.core.train.data import PatchSampler, load_training_data, split_samples
@@ -51,11 +52,10 @@ def distill(args: argparse.Namespace) -> Path:
     config = TrainConfig.from_dict(load_weights(args.student, tensors=False)[1]["config"])
     config = replace(config, lr=args.lr, epochs=args.epochs, init=str(args.student))
     if args.zoom:
-        low, high = (float(v) for v in args.zoom.split(","))
-        config = replace(config, augment=replace(config.augment, zoom=(low, high)))
-    teacher_path = resolve_model_path(args.teacher)
-    teacher_config = TrainConfig.from_dict(load_weights(teacher_path, tensors=False)[1]["config"])
-    teacher = network(teacher_path, teacher_config).eval().requires_grad_(False)
+        config = zoomed(config, args.zoom)
+    loaded = load_model(args.teacher, torch.device("cpu"), backend="torch")
+    teacher = loaded.model.float().eval().requires_grad_(False)
+    teacher = teacher.to(memory_format=torch.channels_last)
     student = network(args.student, config)
 
     train_set, val_set = split_samples(
@@ -69,14 +69,13 @@ def distill(args: argparse.Namespace) -> Path:
     loss_fn = make_loss(config.loss)
     run = RunFolder(args.out)
     args.out.mkdir(parents=True, exist_ok=False)
-    best = -1.0
+    best, steps = -1.0, config.steps_per_epoch or 50
     for epoch in range(config.epochs):
         seed = patch_seed(config.seed, epoch, 0)
         sampler = PatchSampler(train_set, targets, config.patch, seed=seed)
         gen = torch.Generator().manual_seed(seed)
         student.train()
         t0, total, soft_total = time.perf_counter(), 0.0, 0.0
-        steps = config.steps_per_epoch or 50
         for _ in range(steps):
             images, y = sampler.sample(config.batch)
             x, y = augment_batch(

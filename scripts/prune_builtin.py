@@ -33,6 +33,7 @@ from train_builtin_v2 import DATA, split_names
 from napari_segqc.core.models.builtin import resolve_model_path
 from napari_segqc.core.models.registry import build_model
 from napari_segqc.core.models.weights import load_weights, save_weights
+from napari_segqc.core.train.augment import with_zoom
 from napari_segqc.core.train.config import TrainConfig
 
 STAGE_BLOCKS = {"layer1": 3, "layer2": 4, "layer3": 6, "layer4": 3}
@@ -52,6 +53,12 @@ def pruned_weights(weights: dict, blocks: str) -> dict:
             key = ".".join(parts)
         out[key] = value
     return out
+
+
+def zoomed(config: TrainConfig, text: str) -> TrainConfig:
+    """``config`` with the random zoom range ``"LOW,HIGH"`` (``--zoom``)."""
+    low, high = (float(v) for v in text.split(","))
+    return replace(config, augment=with_zoom(config.augment, (low, high)))
 
 
 def _kept_channels(weights: dict, conv: str, width: int, inputs: torch.Tensor) -> torch.Tensor:
@@ -164,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_every=5,
         )
         if args.zoom:
-            low, high = (float(v) for v in args.zoom.split(","))
-            config = replace(config, augment=replace(config.augment, zoom=(low, high)))
+            config = zoomed(config, args.zoom)
         samples = load_training_data(DATA / "dsb2018" / "train")
         print_epochs(iter_train(config, samples, args.train, resume=args.resume))
     return 0
