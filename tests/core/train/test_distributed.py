@@ -233,7 +233,7 @@ def _worker(rank: int, world: int, store: str, data: str, out: str, result: str)
 
     def recording_step(*args):
         loss = train_step(*args)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         return loss
 
     def recording_validate(*args):
@@ -266,7 +266,13 @@ def _worker(rank: int, world: int, store: str, data: str, out: str, result: str)
     dist.all_gather_object(everyone, mine)
     if rank == 0:
         Path(result).write_text(json.dumps(everyone))
+    # both ranks reach the end before either tears gloo down, and neither runs the interpreter's
+    # finalisation after it: a rank torn down while its peer's gloo threads still ran aborted
+    # once in CI ("terminate called without an active exception", exit -6)
+    dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def test_two_gloo_ranks_train_one_model(sample_dir, tmp_path):
