@@ -114,6 +114,23 @@ def test_two_models_compared(run_dir, builtin_eval, sample_dir, tmp_path):
     assert "Comparison" in text and "wilcoxon_p" in text and "bootstrap_95" in text
 
 
+def test_auto_scores_each_image_with_the_model_it_picks(builtin_eval, sample_dir, tmp_path):
+    """`--model auto` writes every file (its report lists both built-in models' settings and
+    cards); the grey fluorescence samples go to `nuclei`, so its numbers are nuclei's."""
+    out = tmp_path / "auto"
+    data = ["--images", str(sample_dir / "images"), "--gt", str(sample_dir / "masks")]
+    assert main(["evaluate", "--model", "auto", *data, "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {p.name for p in builtin_eval.iterdir()}
+    rows, alone = _rows(out / "evaluation.csv"), _rows(builtin_eval / "evaluation.csv")
+    assert [r["model"] for r in rows] == ["auto"] * 4
+    skip = ("model", "seconds")
+    assert [{k: v for k, v in r.items() if k not in skip} for r in rows] == [
+        {k: v for k, v in r.items() if k not in skip} for r in alone
+    ]
+    text = (out / "report.html").read_text()
+    assert "nuclei-stained" in text and "nuclei_stained.safetensors" in text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

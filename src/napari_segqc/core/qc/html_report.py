@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..models.builtin import BUILTIN_MODELS
+from ..predict.auto import AUTO
+from ..predict.loading import read_config
 from .compare import compare_models, disagreements, ranked_images
 from .evaluate import EVALUATION_COLUMNS, SUMMARY_COLUMNS, Evaluation, QCPair, row_key
 from .pixel import ERROR_COLORS, error_map
@@ -195,16 +198,13 @@ def render_report(
         parts.append("".join(figs))
     parts.append("<h2>Models: settings and cards</h2>")
     for spec, config in zip(evaluation.specs, evaluation.configs, strict=True):
-        decoding = {
-            k: getattr(config, k)
-            for k in ("threshold", "seed_threshold", "split_height", "min_size", "min_object_prob")
-        }
-        info = {
-            "source": spec.source,
-            "model": config.model.to_dict(),
-            "decoding": decoding,
-            "card": _card(spec.source),
-        }
+        if spec.source == AUTO:  # each image went to one of the built-in models
+            info = {
+                "source": AUTO,
+                "models": {name: _settings(name, read_config(name)) for name in BUILTIN_MODELS},
+            }
+        else:
+            info = _settings(spec.source, config)
         parts.append(f"<h3>{html.escape(spec.label)} {html.escape(spec.checkpoint)}</h3>")
         parts.append(f"<pre>{html.escape(json.dumps(info, indent=1, default=str))}</pre>")
     parts += ["<h2>All images</h2>", _table(evaluation.rows, EVALUATION_COLUMNS)]
@@ -215,8 +215,18 @@ def render_report(
     )
 
 
-def _card(source: str) -> dict:
-    """The model card stored in a model file's metadata (empty if it has none)."""
+def _settings(source: str, config) -> dict:
+    """A model's source, network, decoding settings and card (the card stored in the model
+    file's metadata; empty if it has none)."""
     from ..models.formats import read_model_meta
 
-    return read_model_meta(source)[1].get("card") or {}
+    decoding = {
+        k: getattr(config, k)
+        for k in ("threshold", "seed_threshold", "split_height", "min_size", "min_object_prob")
+    }
+    return {
+        "source": source,
+        "model": config.model.to_dict(),
+        "decoding": decoding,
+        "card": read_model_meta(source)[1].get("card") or {},
+    }
