@@ -95,7 +95,7 @@ def test_run_without_models_or_data_says_what_is_missing(dock, errors):
     assert len(errors) == 2
 
 
-def test_auto_is_offered_and_evaluates_per_image(qtbot, dock, sample_dir):
+def test_auto_is_offered_and_evaluates_per_image(qtbot, dock, sample_dir, tmp_path):
     from napari_segqc._widgets.model_qc_widget import AUTO_CHOICE
 
     assert AUTO_CHOICE in dock.model_combo.choices
@@ -108,3 +108,7 @@ def test_auto_is_offered_and_evaluates_per_image(qtbot, dock, sample_dir):
     _wait(qtbot, dock)
     assert not dock.status.is_error, dock.status.value
     assert dock.table.rowCount() == 4 and "best auto" in dock.status.value
+    report = tmp_path / "auto.html"  # the report lists both built-in models auto chose from
+    dock.export_report(str(report))
+    assert not dock.status.is_error, dock.status.value
+    assert "nuclei-stained" in report.read_text()
