@@ -34,13 +34,13 @@ def test_pickled_model_refused_before_it_runs(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_foreign_corrupt_and_mismatched_files(tmp_path, model_file):
+def test_foreign_corrupt_and_mismatched_files(tmp_path, tiny_model_file):
     foreign = tmp_path / "foreign.safetensors"
     save_weights(foreign, {"x": torch.zeros(3)}, {"something": 1})
     with pytest.raises(SegQCError, match="not a napari-segqc model"):
         load_model(foreign)
     corrupt = tmp_path / "corrupt.safetensors"
-    corrupt.write_bytes(model_file.read_bytes()[:1000])
+    corrupt.write_bytes(tiny_model_file.read_bytes()[:1000])
     with pytest.raises(SegQCError, match=r"corrupt|truncated|not a safetensors"):
         load_model(corrupt)
     wrong = tmp_path / "wrong.safetensors"

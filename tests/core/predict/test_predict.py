@@ -17,8 +17,8 @@ from napari_segqc.core.predict.tiling import TILE_ALIGN, blend_window, fit_tile,
 
 
 @pytest.fixture(scope="module")
-def loaded(model_file):
-    return load_model(model_file.parent)  # a run folder resolves to best.safetensors
+def loaded(tiny_model_file):
+    return load_model(tiny_model_file.parent)  # a run folder resolves to best.safetensors
 
 
 def test_tile_starts_cover_the_image():
@@ -210,14 +210,14 @@ def test_out_of_memory_retries_with_smaller_tiles(loaded):
         predict_probs_tiled(never, image, tile=256, overlap=32)  # 128 is the floor
 
 
-def test_export_half_precision_with_decoding_settings(loaded, model_file, tmp_path):
+def test_export_half_precision_with_decoding_settings(loaded, tiny_model_file, tmp_path):
     out = export_model(
-        model_file,
+        tiny_model_file,
         tmp_path / "shipped.safetensors",
         decoding={"threshold": 0.45, "seed_threshold": 0.5},
         card={"data": "test"},
     )
-    assert out.stat().st_size < 0.55 * model_file.stat().st_size  # float16 weights
+    assert out.stat().st_size < 0.55 * tiny_model_file.stat().st_size  # float16 weights
     shipped = load_model(out)
     assert shipped.config.threshold == 0.45 and shipped.config.seed_threshold == 0.5
     assert next(shipped.model.parameters()).dtype == torch.float32  # cast back on load
@@ -226,7 +226,7 @@ def test_export_half_precision_with_decoding_settings(loaded, model_file, tmp_pa
     b = predict_probs_tiled(shipped, image, tile=96, overlap=0)
     assert np.abs(a - b).max() < 2e-2  # float16 rounding of the weights only
     with pytest.raises(SegQCError, match="seed threshold"):
-        export_model(model_file, tmp_path / "bad.safetensors", decoding={"seed_threshold": 2})
+        export_model(tiny_model_file, tmp_path / "bad.safetensors", decoding={"seed_threshold": 2})
     assert not (tmp_path / "bad.safetensors").exists()
 
 
