@@ -57,6 +57,19 @@ def network(path, config: TrainConfig):
     return model.to(memory_format=torch.channels_last)
 
 
+def batches(samples, targets, config: TrainConfig, count: int, seed: int, augment_seed=None):
+    """``count`` augmented training batches ``(x, y)`` as training draws them (patches seeded
+    by ``seed``, augmentation by ``augment_seed``, default ``seed``), x channels-last."""
+    sampler = PatchSampler(samples, targets, config.patch, seed=seed)
+    gen = torch.Generator().manual_seed(seed if augment_seed is None else augment_seed)
+    for _ in range(count):
+        images, y = sampler.sample(config.batch)
+        x, y = augment_batch(
+            torch.from_numpy(images), torch.from_numpy(y), config.augment, generator=gen
+        )
+        yield x.contiguous(memory_format=torch.channels_last), y
+
+
 def distill(args: argparse.Namespace) -> Path:
     config = TrainConfig.from_dict(load_weights(args.student, tensors=False)[1]["config"])
     config = replace(config, lr=args.lr, epochs=args.epochs, init=str(args.student))
@@ -82,16 +95,9 @@ def distill(args: argparse.Namespace) -> Path:
     average = None
     for epoch in range(config.epochs):
         seed = patch_seed(config.seed, epoch, 0)
-        sampler = PatchSampler(train_set, targets, config.patch, seed=seed)
-        gen = torch.Generator().manual_seed(seed)
         student.train()
         t0, total, soft_total = time.perf_counter(), 0.0, 0.0
-        for _ in range(steps):
-            images, y = sampler.sample(config.batch)
-            x, y = augment_batch(
-                torch.from_numpy(images), torch.from_numpy(y), config.augment, generator=gen
-            )
-            x = x.contiguous(memory_format=torch.channels_last)
+        for x, y in batches(train_set, targets, config, steps, seed):
             with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
                 soft = torch.sigmoid(teacher(x).float())
             optimizer.zero_grad(set_to_none=True)
@@ -120,19 +126,10 @@ def distill(args: argparse.Namespace) -> Path:
             flush=True,
         )
     if average is not None:
-        sampler = PatchSampler(train_set, targets, config.patch, seed=patch_seed(config.seed, 0, 1))
-        gen = torch.Generator().manual_seed(config.seed)
         averaged = average.module
-
-        def patches():
-            for _ in range(BN_BATCHES):
-                images, y = sampler.sample(config.batch)
-                x, _ = augment_batch(
-                    torch.from_numpy(images), torch.from_numpy(y), config.augment, generator=gen
-                )
-                yield x.contiguous(memory_format=torch.channels_last)
-
-        torch.optim.swa_utils.update_bn(patches(), averaged)
+        seed = patch_seed(config.seed, 0, 1)
+        patches = batches(train_set, targets, config, BN_BATCHES, seed, augment_seed=config.seed)
+        torch.optim.swa_utils.update_bn((x for x, _ in patches), averaged)
         val = validate(averaged, val_set, val_targets, loss_fn, config, device, dtype)
         run.save_weights("averaged.safetensors", averaged, config, config.epochs - 1)
         print(f"averaged epochs {args.average_from}-{config.epochs}: val_f1 {val['val_f1']:.4f}")
