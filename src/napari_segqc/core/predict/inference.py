@@ -162,10 +162,12 @@ def _iter_plane(
         probs = _forward(loaded.model, x_t, dtype, tta).cpu().numpy()
         for j, (y, x) in enumerate(group):
             hh, ww = min(th, h - y), min(tw, w - x)
-            out[:, y : y + hh, x : x + ww] += probs[j, :, :hh, :ww] * window[:hh, :ww]
+            part = probs[j, :, :hh, :ww]
+            part *= window[:hh, :ww]  # in place: no temporary copy of the tile's maps
+            out[:, y : y + hh, x : x + ww] += part
             weight[y : y + hh, x : x + ww] += window[:hh, :ww]
         yield len(group)
-    out /= np.maximum(weight, 1e-6)
+    out /= np.maximum(weight, 1e-6, out=weight)
     return out
 
 
@@ -185,6 +187,7 @@ def iter_predict_probs(
     tta: bool = False,
     scale: float = 1.0,
     diameter: float | None = None,
+    foreground_only: bool = False,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Sigmoid maps of an image: ``(K, H, W)`` float32 for a 2-D image ``(H, W)`` /
     ``(H, W, C)``, ``(..., K, H, W)`` for a stack or time-lapse (each slice on its own).
@@ -199,7 +202,9 @@ def iter_predict_probs(
     overlaps are raised to give objects of ``diameter`` pixels (at the network's scale;
     unknown: the largest the model learnt) enough context (:func:`.scale.context_tiles`).
     If a GPU runs out of memory the tiles are halved (not below that minimum) and a
-    :class:`PredictWarning` says so.
+    :class:`PredictWarning` says so. ``foreground_only``: only the foreground map is returned
+    (``K`` = 1; a pass that only measures object sizes: with ``scale`` the other maps are not
+    resized back).
     """
     if tile < 64 or tile % 32:
         raise SegQCError(f"tile size must be a multiple of 32 (>= 64), got {tile}")
@@ -217,10 +222,15 @@ def iter_predict_probs(
     lead, channels = image_layout(image.shape, loaded.config.model.in_channels)
     h, w = image.shape[len(lead) : len(lead) + 2]
     sh, sw = scaled_shape(h, w, scale) if scale != 1.0 else (h, w)
-    classes = loaded.config.model.classes
+    network_classes = loaded.config.model.classes
+    classes = 1 if foreground_only else network_classes
     planes = int(np.prod(lead))  # 1 for a 2-D image
     # float32 maps and int32 labels of every slice, plus one slice's working maps (scaled)
-    working = sh * sw * (4 * classes + 4 * channels) if scale != 1.0 else h * w * (4 * classes + 4)
+    working = (
+        sh * sw * (4 * network_classes + 4 * channels)
+        if scale != 1.0
+        else h * w * (4 * network_classes + 4)
+    )
     check_memory(image.shape, planes * h * w * (4 * classes + 4) + working)
     out = np.zeros((*lead, classes, h, w), np.float32) if lead else None
     probs = None
@@ -254,6 +264,8 @@ def iter_predict_probs(
                     PredictWarning,
                     stacklevel=2,
                 )
+        if foreground_only:
+            probs = probs[:1]
         if scale != 1.0:
             probs = resize_maps(probs, (h, w))
         if lead:

@@ -41,7 +41,7 @@ def iter_scaled_maps(
     diameter = parse_diameter(diameter)
     model_d = float(config.diameter or 0.0)
 
-    def run(factor: float, size: float | None):
+    def run(factor: float, size: float | None, **more):
         return iter_predict_probs(
             loaded,
             image,
@@ -50,6 +50,7 @@ def iter_scaled_maps(
             scale=factor,
             diameter=None if size is None else size * factor,
             **kwargs,
+            **more,
         )
 
     if diameter != "auto":
@@ -65,7 +66,7 @@ def iter_scaled_maps(
     if found and model_d:
         # big textured nuclei can look like many small pieces at full size; at a quarter of
         # the size (1/16 of the pixels, ~6 % more time) they look like nuclei again
-        quarter = yield from run(QUARTER, None)
+        quarter = yield from run(QUARTER, None, foreground_only=True)
         coarse = estimate_diameter(quarter)
         if coarse and coarse > found * SCALE_TOLERANCE and not looks_small(coarse, config):
             found = coarse
