@@ -83,7 +83,7 @@ def main(argv=None) -> int:
             c_native = counts(gt, decode_labels(native, loaded.config))
             ratio = d_model / d_est
             scaled = predict_probs_tiled(loaded, img, scale=ratio, diameter=d_model)
-            c_scaled = counts(gt, decode_labels(scaled, loaded.config))
+            c_scaled = counts(gt, decode_labels(scaled, loaded.config, scale=ratio))
             rows.append((factor, ratio, c_native, c_scaled))
         print(f"{sample.name[:12]} d={true_d:.0f}", flush=True)
     errors = np.array(errors)

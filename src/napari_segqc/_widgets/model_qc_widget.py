@@ -52,11 +52,13 @@ def _evaluate_job(specs, load_set, threshold, tta, device_name, cache):
     return qc_set, evaluation
 
 
-def _tune_job(config, maps, gts, metric, threshold, source, dest, qc_names):
+def _tune_job(config, maps, scales, gts, metric, threshold, source, dest, qc_names):
     from ..core.predict.loading import export_model
     from ..core.qc.tune import iter_tune
 
-    result = yield from iter_tune(config, maps, gts, metric=metric, threshold=threshold)
+    result = yield from iter_tune(
+        config, maps, gts, scales=scales, metric=metric, threshold=threshold
+    )
     card = {
         "tuned_decoding": {
             "set": {"names": qc_names, "n_images": len(qc_names)},
@@ -361,9 +363,9 @@ class ModelQCWidget(DockWidget):
             return
         spec = self.evaluation.specs[0]
         tta = PredictionCache.key(spec.source, self.qc_set[0].name, True) in self.cache.maps
-        maps = [
-            self.cache.maps.get(PredictionCache.key(spec.source, p.name, tta)) for p in self.qc_set
-        ]
+        keys = [PredictionCache.key(spec.source, p.name, tta) for p in self.qc_set]
+        maps = [self.cache.maps.get(k) for k in keys]
+        scales = [self.cache.factors.get(k, 1.0) for k in keys]
         if any(m is None for m in maps):
             self.show_error("the predictions of this model are not in the cache: run again")
             return
@@ -380,7 +382,9 @@ class ModelQCWidget(DockWidget):
         threshold = self.evaluation.threshold
         config = self.evaluation.configs[0]
         self._mode = "tune"
-        job = partial(_tune_job, config, maps, gts, metric, threshold, spec.source, dest, names)
+        job = partial(
+            _tune_job, config, maps, scales, gts, metric, threshold, spec.source, dest, names
+        )
         self.start_job(job, busy_text="tuning the decoding...")
 
     def _on_tuned(self, result) -> None:

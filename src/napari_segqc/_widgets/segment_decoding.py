@@ -17,12 +17,20 @@ LIVE_DECODE_PIXELS = 4_000_000
 
 class DecodingMixin:
     """For the Segment dock: its decoding controls and re-decoding. The dock provides
-    ``probs`` and ``model_config`` (the kept maps and their model), ``picked_config``,
+    ``probs``, ``model_config`` and ``map_scale`` (the kept maps, their model, and the resize
+    factor of their image for that model), ``picked_config``,
     ``_image_layer``, ``_show_labels`` and the :class:`.base.DockWidget` status methods."""
 
     def _make_decoding_controls(self) -> None:
         self.threshold = FloatSlider(label="Threshold", value=0.5, min=0.05, max=0.95, step=0.01)
-        self.min_size = SpinBox(label="Min size (px)", value=15, min=0, max=100_000)
+        self.min_size = SpinBox(
+            label="Min size (px)",
+            value=15,
+            min=0,
+            max=100_000,
+            tooltip="Smallest object kept, in pixels at the model's scale: the image's own "
+            "pixels unless the object size rescaled it (the status line says how)",
+        )
         self.split_height = FloatSlider(
             label="Split height",
             value=0.2,
@@ -83,7 +91,9 @@ class DecodingMixin:
 
         settings = self.decoding_settings()
         if self.probs[..., 0, :, :].size <= LIVE_DECODE_PIXELS:
-            self._show_labels(decode_labels(self.probs, self.model_config, **settings))
+            self._show_labels(
+                decode_labels(self.probs, self.model_config, scale=self.map_scale, **settings)
+            )
             return
         if self._decode_worker is not None:
             self._decode_pending = True
@@ -93,6 +103,7 @@ class DecodingMixin:
             decode_labels,
             self.probs,
             self.model_config,
+            scale=self.map_scale,
             **settings,
             _connect={
                 "returned": partial(self._on_decoded, self.probs),

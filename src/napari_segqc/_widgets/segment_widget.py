@@ -63,7 +63,7 @@ def _segment_job(
     probs, scale = yield from iter_scaled_maps(
         loaded, image, diameter=diameter, tile=tile, overlap=overlap, tta=tta
     )
-    labels = decode_labels(probs, loaded.config, **settings)
+    labels = decode_labels(probs, loaded.config, scale=scale.factor, **settings)
     return loaded.config, probs, labels, settings, scale
 
 
@@ -93,6 +93,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
         self.probs: np.ndarray | None = None
         #: the config of the model that made :attr:`probs`
         self.model_config = None
+        self.map_scale = 1.0  # the resize factor of the kept maps' image (for min size)
         #: the config of the picked model (its header), None if it cannot be read
         self.picked_config = None
         self._image_layer: Image | None = None
@@ -322,6 +323,7 @@ class SegmentWidget(DecodingMixin, DockWidget):
                 self.set_status(f"estimated diameter: {result:.0f} px")
             return
         self.model_config, self.probs, labels, settings, scale = result
+        self.map_scale = scale.factor
         self._run_note += f"{scale.describe()}; "
         self.split_height.enabled = self.model_config.target_mode == "instance"
         self._show_labels(labels)  # ids unique across slices: the max is the total count

@@ -64,7 +64,12 @@ def add_parser(sub) -> None:
         "--tta", action="store_true", help="flip test-time augmentation (4 passes per tile)"
     )
     p.add_argument("--threshold", type=float, help="foreground threshold (default: the model's)")
-    p.add_argument("--min-size", type=int, help="smallest object in pixels (default: the model's)")
+    p.add_argument(
+        "--min-size",
+        type=int,
+        help="smallest object in pixels at the model's scale (the image's own pixels unless "
+        "the object size rescales it; default: the model's)",
+    )
     p.add_argument(
         "--split-height",
         type=float,

@@ -70,9 +70,14 @@ def run_tune_command(args: argparse.Namespace) -> int:
         device=pick_device(args.device),
         cache=cache,
     )
-    maps = [cache.maps[PredictionCache.key(spec.source, p.name, args.tta)] for p in qc_set]
+    keys = [PredictionCache.key(spec.source, p.name, args.tta) for p in qc_set]
     gen = iter_tune(
-        config, maps, [p.gt for p in qc_set], metric=args.metric, threshold=args.threshold
+        config,
+        [cache.maps[k] for k in keys],
+        [p.gt for p in qc_set],
+        scales=[cache.factors.get(k, 1.0) for k in keys],
+        metric=args.metric,
+        threshold=args.threshold,
     )
     while True:
         try:

@@ -9,11 +9,13 @@ import pytest
 from skimage.draw import disk, ellipse
 
 from napari_segqc.core.errors import SegQCError
+from napari_segqc.core.instances.decoding import decode_labels, min_size_at
 from napari_segqc.core.instances.sizes import (
     diameter_from_maps,
     object_diameters,
     training_diameters,
 )
+from napari_segqc.core.instances.targets import make_targets
 from napari_segqc.core.predict.loading import load_model
 from napari_segqc.core.predict.scale import (
     SCALE_TOLERANCE,
@@ -112,6 +114,24 @@ def test_rescaled_segmentation_keeps_the_input_shape(nuclei, shape):
         assert info.factor != 1.0
         assert labels.shape == shape and maps.shape[-2:] == shape[-2:]
         assert labels.dtype == np.int32
+
+
+def test_the_models_min_size_follows_the_rescaling(nuclei):
+    """``min_size`` is in pixels at the model's scale: an image enlarged x2 for the network
+    keeps objects of a quarter of it in its own pixels (and a shrunk one needs bigger ones)."""
+    assert min_size_at(20, 1.0) == 20 and min_size_at(20, 2.0) == 5 and min_size_at(20, 0.5) == 80
+    with pytest.raises(SegQCError, match="positive"):
+        min_size_at(20, 0.0)
+    _, labels = discs(6, size=120)  # ~28-px discs
+    maps = np.stack(make_targets(labels, "instance")).astype(np.float32)
+    config = TrainConfig(min_size=60)
+    assert decode_labels(maps, config).max() == 0  # at the model's own scale: all too small
+    assert decode_labels(maps, config, scale=2.0).max() == labels.max()  # 15 px here: kept
+    assert decode_labels(maps, config, scale=2.0, min_size=200).max() == 0  # 50 px here
+    image, _ = discs(6, size=160)
+    out, maps, info = segment(nuclei, image, return_scale=True)  # small: enlarged
+    assert info.factor > 1.0
+    assert np.array_equal(out, decode_labels(maps, nuclei.config, scale=info.factor))
 
 
 def test_resize_plane_grey_and_colour():

@@ -99,3 +99,13 @@ def test_tuning_never_lowers_the_score_and_agrees_with_decoding(sample_pair):
         counts += (s["tp"], s["fp"], s["fn"])
     assert counts[0] / counts.sum() == pytest.approx(result.after)
     assert result.after > result.before  # these defaults are poor on blurred maps
+    # images resized x2 for the model: the tuned minimum size is in the model's pixels
+    scaled = tune(config, maps, gts, scales=[2.0, 2.0])
+    tuned = config.__class__(**{**config.__dict__, **scaled.settings})
+    counts = np.zeros(3)
+    for m, g in zip(maps, gts, strict=True):
+        s = match_objects(g, decode_labels(m, tuned, scale=2.0))["0.50"]
+        counts += (s["tp"], s["fp"], s["fn"])
+    assert counts[0] / counts.sum() == pytest.approx(scaled.after)
+    with pytest.raises(SegQCError, match="scales"):
+        tune(config, maps, gts, scales=[1.0])

@@ -121,7 +121,7 @@ def run_block(job: BlockJob) -> BlockResult:
     window = job.recipe.apply(job.source.read(job.block.window))
     maps = window_maps(loaded, window, job.lo, job.hi, job.factor, job.context, settings)
     del window
-    labels = decode_labels(maps, loaded.config, **settings.decoding())
+    labels = decode_labels(maps, loaded.config, scale=job.factor, **settings.decoding())
     del maps
     core = labels[job.block.core_in_window()]
     store, name = job.out

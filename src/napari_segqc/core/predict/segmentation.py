@@ -114,7 +114,7 @@ def segment(
     )
     gen = iter_scaled_maps(loaded, image, diameter=diameter, **kwargs)
     probs, info = run_to_end(gen, progress, stop)
-    labels = decode_labels(probs, config)
+    labels = decode_labels(probs, config, scale=info.factor)
     return (labels, probs, info) if return_scale else (labels, probs)
 
 

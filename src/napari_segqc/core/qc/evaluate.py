@@ -138,6 +138,8 @@ class PredictionCache:
     or tuning never re-runs a network. A changed model file (size or time) is a new entry."""
 
     maps: dict[tuple, np.ndarray] = field(default_factory=dict)
+    #: the resize factor of each image for its model (object size), as decoding needs it
+    factors: dict[tuple, float] = field(default_factory=dict)
     labels: dict[tuple, np.ndarray] = field(default_factory=dict)
     configs: dict[str, Any] = field(default_factory=dict)
 
@@ -271,8 +273,11 @@ def iter_evaluate(
                     loaded = loaded or load_model(spec.source, device, backend)
                     used, image = loaded, _model_input(loaded, pair.image)
                 if key not in cache.maps:
-                    cache.maps[key] = _network_maps(used, image, tta, dtype, stop)
-                cache.labels[key] = decode_labels(cache.maps[key], used.config)
+                    cache.maps[key], cache.factors[key] = _network_maps(
+                        used, image, tta, dtype, stop
+                    )
+                scale = cache.factors.get(key, 1.0)
+                cache.labels[key] = decode_labels(cache.maps[key], used.config, scale=scale)
             labels = cache.labels[key]
             report = report if report is not None else _scored(pair, labels, threshold)
             entries.append(report)
@@ -316,16 +321,19 @@ def score_pair(
     else:
         used = get_model(source)
         image = _model_input(used, pair.image)
-    labels = decode_labels(_network_maps(used, image, tta, dtype), used.config)
+    maps, factor = _network_maps(used, image, tta, dtype)
+    labels = decode_labels(maps, used.config, scale=factor)
     return labels, _scored(pair, labels, threshold)
 
 
-def _network_maps(used, image, tta: bool, dtype, stop=None) -> np.ndarray:
+def _network_maps(used, image, tta: bool, dtype, stop=None) -> tuple[np.ndarray, float]:
+    """The maps of ``image`` at its size and the factor it was resized by for the model."""
     from ..predict.inference import run_to_end
     from ..predict.segmentation import iter_scaled_maps
 
     gen = iter_scaled_maps(used, image, diameter="auto", tta=tta, dtype=dtype)
-    return run_to_end(gen, None, stop)[0]
+    maps, info = run_to_end(gen, None, stop)
+    return maps, info.factor
 
 
 def _scored(pair: QCPair, labels: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -71,18 +71,24 @@ def iter_tune(
     maps: Sequence[np.ndarray],
     gts: Sequence[np.ndarray],
     *,
+    scales: Sequence[float] | None = None,
     metric: str = "accuracy",
     threshold: float = 0.5,
     stop: Callable[[], bool] | None = None,
 ) -> Generator[tuple[int, float], None, TuneResult]:
     """Tune the decoding of a model (its TrainConfig ``config``) on its ``maps`` of images with
-    ground truth ``gts``; yields (trials so far, best score) and returns a :class:`TuneResult`."""
-    from ..instances.decoding import decode_labels, decoding_config, filter_objects
+    ground truth ``gts``; yields (trials so far, best score) and returns a :class:`TuneResult`.
+    ``scales``: the factor each image was resized by for the model (the minimum size is in
+    the model's pixels, see :func:`.decoding.min_size_at`); None: all 1."""
+    from ..instances.decoding import decode_labels, decoding_config, filter_objects, min_size_at
 
     if metric not in TUNE_METRICS:
         raise SegQCError(f"metric must be one of {', '.join(TUNE_METRICS)}, got {metric!r}")
     if not maps or len(maps) != len(gts):
         raise SegQCError("tuning needs maps and ground truth of the same images (at least one)")
+    scales = [1.0] * len(maps) if scales is None else list(scales)
+    if len(scales) != len(maps):
+        raise SegQCError(f"{len(maps)} maps but {len(scales)} scales")
     t0 = time.perf_counter()
     names = [n for n in SEARCH_SPACE if config.target_mode == "instance" or n not in WATERSHED[1:]]
     defaults = {n: getattr(config, n) for n in names}
@@ -94,9 +100,10 @@ def iter_tune(
             loose = replace(config, **dict(zip(WATERSHED, key, strict=True)))
             loose = replace(loose, min_size=0, min_object_prob=0.0)
             raw[key] = [decode_labels(m, loose) for m in maps]
+        min_size = int(settings["min_size"])
         labels = [
-            filter_objects(r, int(settings["min_size"]), m[0], settings["min_object_prob"])
-            for r, m in zip(raw[key], maps, strict=True)
+            filter_objects(r, min_size_at(min_size, s), m[0], settings["min_object_prob"])
+            for r, m, s in zip(raw[key], maps, scales, strict=True)
         ]
         return _score(zip(gts, labels, strict=True), metric, threshold)
 
@@ -122,11 +129,9 @@ def iter_tune(
                         best, current, improved = s, trial, True
                     yield len(trials), best
     # the tuned settings scored the way prediction decodes (must agree with the search)
-    after = _score(
-        zip(gts, (decode_labels(m, decoding_config(config, **current)) for m in maps), strict=True),
-        metric,
-        threshold,
-    )
+    tuned = decoding_config(config, **current)
+    decoded = [decode_labels(m, tuned, scale=s) for m, s in zip(maps, scales, strict=True)]
+    after = _score(zip(gts, decoded, strict=True), metric, threshold)
     before = trials[0]["score"]
     if after < before:  # never worse than the model's own settings
         current, after = dict(defaults), before
