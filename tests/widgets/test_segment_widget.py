@@ -184,6 +184,22 @@ def test_controls_keep_the_users_values_across_runs(qtbot, widget):
     assert widget.split_height.enabled  # an instance-target model
 
 
+def test_min_size_is_in_the_models_pixels_when_the_image_is_rescaled(qtbot, widget):
+    widget.diameter.value = round(widget.picked_config.diameter / 2, 1)  # enlarged ~x2
+    run_and_wait(qtbot, widget)
+    assert widget.map_scale == pytest.approx(2.0, rel=0.05)
+    assert "rescaled" in widget.status.value
+    worker, layer = widget._worker, widget.viewer.layers["img labels"]
+    fake = np.zeros_like(widget.probs)
+    fake[:, 20:40, 20:40] = 0.9  # one 400-px square in the image's pixels
+    fake[1] = 0.0
+    widget.probs = fake
+    widget.min_size.value = 1000  # ~250 px of this image: kept
+    assert layer.data.max() == 1
+    widget.min_size.value = 2000  # ~500 px of this image: dropped
+    assert layer.data.max() == 0 and widget._worker is worker
+
+
 def test_split_height_and_object_prob_redecode(qtbot, widget):
     run_and_wait(qtbot, widget)
     worker = widget._worker
