@@ -11,7 +11,9 @@ from skimage.draw import disk, ellipse
 from napari_segqc.core.errors import SegQCError
 from napari_segqc.core.instances.decoding import decode_labels, min_size_at
 from napari_segqc.core.instances.sizes import (
+    _disc_table,
     diameter_from_maps,
+    diameter_of_mean_distance,
     object_diameters,
     training_diameters,
 )
@@ -26,7 +28,7 @@ from napari_segqc.core.predict.scale import (
     resize_plane,
     scale_factor,
 )
-from napari_segqc.core.predict.segmentation import segment
+from napari_segqc.core.predict.segmentation import quarter_overrides, segment
 from napari_segqc.core.qc.matching import match_objects
 from napari_segqc.core.train.config import TrainConfig
 
@@ -55,15 +57,37 @@ def nuclei():
     return load_model("nuclei")
 
 
-@pytest.mark.parametrize("d", [8, 15, 30, 60, 120])
+@pytest.mark.parametrize("d", [5, 6, 7, 8, 10, 15, 30, 60, 120])
 def test_diameter_of_perfect_masks_is_exact(d):
     _, labels = discs(d)
-    assert diameter_from_maps((labels > 0).astype(np.float32)) == pytest.approx(d, rel=0.1)
+    true = float(np.median(object_diameters(labels)))
+    # small pixel discs too (6 x the mean distance said +7 to +19 % at 5-10 px)
+    assert diameter_from_maps((labels > 0).astype(np.float32)) == pytest.approx(true, rel=0.05)
     rr, cc = ellipse(100, 100, 20, 10)  # an ellipse: between its axes
     mask = np.zeros((200, 200), np.float32)
     mask[rr, cc] = 1
     assert 20 < diameter_from_maps(mask) < 40
     assert diameter_from_maps(np.zeros((50, 50))) is None
+
+
+def test_disc_table_inverts_the_mean_distance():
+    means, diameters = _disc_table()
+    assert np.all(np.diff(means) > 0) and np.all(np.diff(diameters) >= 0)
+    # beyond the table: a continuous disc, 6 x the mean distance, continuing the table
+    assert diameter_of_mean_distance(means[-1] + 10.0) == pytest.approx(diameters[-1] + 60.0)
+    big = np.zeros((700, 700), bool)
+    rr, cc = disk((350, 350), 300, shape=big.shape)
+    big[rr, cc] = True
+    assert diameter_from_maps(big.astype(np.float32)) == pytest.approx(600, rel=0.01)
+
+
+def test_quarter_pass_overrides_only_objects_it_can_measure(nuclei):
+    config = nuclei.config  # median diameter ~21 px
+    assert quarter_overrides(20.0, 90.0, config)  # big nuclei split at full size
+    assert not quarter_overrides(20.0, 25.0, config)  # not much larger
+    # small nuclei: 20-px blobs at full size are 5 px at a quarter: not measurable there
+    assert not quarter_overrides(8.0, 20.0, config)
+    assert not quarter_overrides(20.0, None, config)
 
 
 @pytest.mark.parametrize("d", [8, 16, 30, 60, 120])

@@ -9,11 +9,17 @@ prediction estimates the diameter of an image's objects from the network's foreg
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["diameter_from_maps", "object_diameters", "training_diameters"]
+__all__ = [
+    "diameter_from_maps",
+    "diameter_of_mean_distance",
+    "object_diameters",
+    "training_diameters",
+]
 
 #: Objects smaller than this many pixels are ignored when estimating a diameter (specks).
 MIN_OBJECT_PIXELS = 9
@@ -61,8 +67,9 @@ def diameter_from_maps(foreground: np.ndarray, threshold: float = 0.5) -> float 
     """Median object diameter from a foreground probability map, or None when there is no
     object.
 
-    Holes are filled; each connected region's diameter is 6 x its mean distance to the
-    background (exact for a disc: the mean distance in a disc of radius r is r / 3). Touching
+    Holes are filled; each connected region's diameter is that of the pixel disc with the
+    same mean distance to the background (:func:`diameter_of_mean_distance`; for a large
+    disc, 6 x the mean distance: the mean distance in a disc of radius r is r / 3). Touching
     objects barely change it: two touching discs have about the mean distance of one (cutting
     them apart along the network's boundary map made the estimate ~15 % too low on DSB 2018
     validation images; without it the median estimate / true median is 0.98). Each region's
@@ -91,7 +98,41 @@ def diameter_from_maps(foreground: np.ndarray, threshold: float = 0.5) -> float 
         region[-1, :] |= y1 == h
         region[:, 0] |= x0 == 0
         region[:, -1] |= x1 == w
-        mean = ndi.distance_transform_edt(region)[1:-1, 1:-1][inside].mean()
-        # EDT counts the distance to the nearest background pixel centre: + 0.5 to the edge
-        diameters[k] = 6.0 * (mean - 0.5) + 1.0
-    return float(np.median(diameters))
+        diameters[k] = ndi.distance_transform_edt(region)[1:-1, 1:-1][inside].mean()
+    return float(np.median(diameter_of_mean_distance(diameters)))
+
+
+def _mean_distance(mask: np.ndarray) -> float:
+    """Mean Euclidean distance of a mask's pixels to the nearest pixel outside it."""
+    return float(ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][mask].mean())
+
+
+@lru_cache(maxsize=1)
+def _disc_table() -> tuple[np.ndarray, np.ndarray]:
+    """Mean distance to the background of pixel discs of 2-128 px across (averaged over
+    sub-pixel centres), with their equivalent diameters: both increasing, for interpolation."""
+    means, diameters = [], []
+    for d in np.geomspace(2.0, 128.0, 40):
+        r, size = d / 2, int(np.ceil(d)) + 3
+        yy, xx = np.mgrid[:size, :size]
+        m, e = [], []
+        for oy, ox in ((0.0, 0.0), (0.5, 0.5), (0.25, 0.0), (0.5, 0.125)):
+            disc = (yy - size / 2 - oy) ** 2 + (xx - size / 2 - ox) ** 2 <= r * r
+            m.append(_mean_distance(disc))
+            e.append(2.0 * np.sqrt(disc.sum() / np.pi))
+        means.append(np.mean(m))
+        diameters.append(np.mean(e))
+    means, first = np.unique(np.round(means, 6), return_index=True)
+    return means, np.maximum.accumulate(np.asarray(diameters)[first])
+
+
+def diameter_of_mean_distance(mean: np.ndarray | float) -> np.ndarray:
+    """The equivalent diameter of a pixel disc whose pixels lie ``mean`` pixels from the
+    background on average (interpolated between discs of 2-128 px; beyond, 6 x the mean
+    distance, as for a continuous disc). The plain ``6 x mean`` rule over-estimates small pixel
+    discs: +11 % at 6 px, +5 % at 8 px."""
+    means, diameters = _disc_table()
+    mean = np.asarray(mean, float)
+    # the continuous rule, shifted to meet the table at its largest disc
+    far = diameters[-1] + 6.0 * (mean - means[-1])
+    return np.where(mean > means[-1], far, np.interp(mean, means, diameters))
