@@ -87,7 +87,7 @@ def diameter_from_maps(foreground: np.ndarray, threshold: float = 0.5) -> float 
         ids = np.sort(np.random.default_rng(0).choice(ids, MAX_REGIONS, replace=False))
     boxes = ndi.find_objects(labels)
     h, w = mask.shape
-    diameters = np.empty(ids.size)
+    means = np.empty(ids.size)  # each region's mean distance to the background
     for k, i in enumerate(ids):
         (y0, y1), (x0, x1) = ((b.start, b.stop) for b in boxes[i - 1])
         inside = labels[y0:y1, x0:x1] == i
@@ -98,8 +98,8 @@ def diameter_from_maps(foreground: np.ndarray, threshold: float = 0.5) -> float 
         region[-1, :] |= y1 == h
         region[:, 0] |= x0 == 0
         region[:, -1] |= x1 == w
-        diameters[k] = ndi.distance_transform_edt(region)[1:-1, 1:-1][inside].mean()
-    return float(np.median(diameter_of_mean_distance(diameters)))
+        means[k] = ndi.distance_transform_edt(region)[1:-1, 1:-1][inside].mean()
+    return float(np.median(diameter_of_mean_distance(means)))
 
 
 def _mean_distance(mask: np.ndarray) -> float:
