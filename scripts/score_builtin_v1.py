@@ -4,10 +4,15 @@ its own validation split (seed 0, 15 %, which chose its checkpoint and decoding)
 after it), so that number is not a test score; the card says so.
 
     python scripts/score_builtin_v1.py
+    python scripts/score_builtin_v1.py --figure docs/images/nuclei_v1_worst_validation.png
+
+``--figure PNG`` draws the four validation images of lowest accuracy with their error maps
+(version 1 has no honest test split to draw them from) and leaves the model file as it is.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +30,10 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "tr
 SETTINGS = ("threshold", "min_size", "seed_threshold", "split_height", "min_object_prob")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--figure", type=Path, help="draw the worst validation images; no card")
+    args = p.parse_args(argv)
     path = BUILTIN_MODELS["nuclei"]
     weights, meta = load_weights(path)
     config = TrainConfig.from_dict(meta["config"])
@@ -37,7 +45,12 @@ def main() -> int:
         for s in val:
             for kind in ("images", "masks"):
                 (tmp / "v1val" / kind / f"{s.name}.tif").symlink_to(DATA / kind / f"{s.name}.tif")
-        own = scores("nuclei", tmp / "v1val" / "images", tmp / "v1val" / "masks")
+        own = scores("nuclei", tmp / "v1val" / "images", tmp / "v1val" / "masks", args.figure)
+        if args.figure:
+            print("validation", own["images"], own["0.5"]["accuracy"], own["0.7"]["accuracy"])
+            for row in own["worst"]:
+                print(row)
+            return 0
         test = scores("nuclei", *split_folder("dsb2018", "test", tmp))
     card = dict(meta.get("card") or {})
     test["note"] = (
