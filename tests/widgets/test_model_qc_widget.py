@@ -112,3 +112,31 @@ def test_auto_is_offered_and_evaluates_per_image(qtbot, dock, sample_dir, tmp_pa
     dock.export_report(str(report))
     assert not dock.status.is_error, dock.status.value
     assert "nuclei-stained" in report.read_text()
+
+
+def test_layers_report_and_tuning_follow_the_last_run_tta(qtbot, dock, sample_pair):
+    """A run with flip TTA, then one without: the cache holds both, and what the dock opens,
+    reports and tunes is the last run's (not whichever the cache happens to hold)."""
+    from napari_segqc.core.qc.evaluate import PredictionCache
+    from napari_segqc.core.qc.html_report import report_labels
+
+    image, labels = sample_pair
+    dock.viewer.add_image(image[:96, :96], name="crop")
+    dock.viewer.add_labels(labels[:96, :96], name="crop gt")
+    dock.source.value = "Layers"
+    dock.image_combo.value = dock.viewer.layers["crop"]
+    dock.labels_combo.value = dock.viewer.layers["crop gt"]
+    dock.add_pair()
+    dock.add_model("nuclei")
+    for tta in (True, False):
+        dock.tta.value = tta
+        dock.run()
+        _wait(qtbot, dock)
+        assert dock.evaluation_tta is tta
+    spec = dock.evaluation.specs[0]
+    plain, flipped = (PredictionCache.key(spec.source, "crop gt", t) for t in (False, True))
+    assert plain in dock.cache.labels and flipped in dock.cache.labels
+    shown = report_labels(dock.evaluation, dock.cache, dock.evaluation_tta)
+    assert shown["nuclei", "crop gt"] is dock.cache.labels[plain]
+    dock.open_image("nuclei", "crop gt")
+    assert np.array_equal(dock.viewer.layers["crop gt nuclei"].data, dock.cache.labels[plain])

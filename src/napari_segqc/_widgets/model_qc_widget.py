@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -32,45 +31,13 @@ from ..core.models.formats import MODEL_FILE_FILTER
 from ..core.qc.evaluate import METRICS, PredictionCache, QCPair, row_key
 from ..core.qc.tune import TUNE_METRICS
 from .base import DockWidget
+from .model_qc_jobs import evaluate_job, tune_job
 from .model_qc_plots import PLOTS, ModelQCPlot
 from .session import TRAINED_MODELS
 
 FILE_CHOICE = "run folder or file..."
 AUTO_CHOICE = "auto (the built-in model that fits each image)"
 TABLE_COLUMNS = ("model", "image", "accuracy", "f1", "tp", "fp", "fn", "merges", "splits")
-
-
-def _evaluate_job(specs, load_set, threshold, tta, device_name, cache):
-    """Worker body: read the QC set (off the GUI thread), then evaluate, yielding progress."""
-    from ..core.device import pick_device
-    from ..core.qc.evaluate import iter_evaluate
-
-    qc_set = load_set()
-    evaluation = yield from iter_evaluate(
-        specs, qc_set, threshold=threshold, tta=tta, device=pick_device(device_name), cache=cache
-    )
-    return qc_set, evaluation
-
-
-def _tune_job(config, maps, scales, gts, metric, threshold, source, dest, qc_names):
-    from ..core.predict.loading import export_model
-    from ..core.qc.tune import iter_tune
-
-    result = yield from iter_tune(
-        config, maps, gts, scales=scales, metric=metric, threshold=threshold
-    )
-    card = {
-        "tuned_decoding": {
-            "set": {"names": qc_names, "n_images": len(qc_names)},
-            "metric": metric,
-            "iou_threshold": threshold,
-            "before": result.before,
-            "after": result.after,
-            "settings": result.settings,
-        }
-    }
-    export_model(source, dest, half=False, decoding=result.settings, card=card)
-    return result, Path(dest)
 
 
 class ModelQCWidget(DockWidget):
@@ -83,6 +50,7 @@ class ModelQCWidget(DockWidget):
         super().__init__(napari_viewer)
         self.cache = PredictionCache()
         self.evaluation = None
+        self.evaluation_tta = False  # whether the shown evaluation ran with flip TTA
         self.qc_set: list[QCPair] = []
         self._pairs: list[tuple[Image, Labels]] = []
         self._mode = "evaluate"
@@ -233,7 +201,7 @@ class ModelQCWidget(DockWidget):
         load = self._qc_loader()
         threshold = round(float(self.threshold.value), 2)
         return partial(
-            _evaluate_job,
+            evaluate_job,
             specs,
             load,
             threshold,
@@ -252,7 +220,7 @@ class ModelQCWidget(DockWidget):
     def on_returned(self, result) -> None:
         if self._mode == "tune":
             return self._on_tuned(result)
-        self.qc_set, self.evaluation = result
+        self.qc_set, self.evaluation, self.evaluation_tta = result
         self._fill_table()
         self._replot()
         self.export_button.enabled = self.tune_button.enabled = True
@@ -293,7 +261,7 @@ class ModelQCWidget(DockWidget):
         pair = next((p for p in self.qc_set if p.name == image), None)
         if pair is None or self.evaluation is None:
             return
-        tta = PredictionCache.key(self.evaluation.specs[0].source, image, True) in self.cache.labels
+        tta = self.evaluation_tta
         layers = [
             (pair.image, {"name": image}, "image"),
             (pair.gt, {"name": f"{image} ground truth", "opacity": 0.5}, "labels"),
@@ -328,7 +296,7 @@ class ModelQCWidget(DockWidget):
     def export_report(self, path: str | None = None) -> None:
         """Write the self-contained HTML report (asks for a file name when ``path`` is None)."""
         from ..core.io import write_text
-        from ..core.qc.html_report import render_report
+        from ..core.qc.html_report import render_report, report_labels
 
         if self.evaluation is None:
             self.show_error("run an evaluation first: there is nothing to report")
@@ -341,19 +309,9 @@ class ModelQCWidget(DockWidget):
             )
             if not path:
                 return
-        labels = self._cached_labels()
+        labels = report_labels(self.evaluation, self.cache, self.evaluation_tta)
         text = render_report(self.evaluation, self.qc_set, labels, metric=self.metric.value)
         self.show_info(f"SegQC: report written to {write_text(path, text)}")
-
-    def _cached_labels(self) -> dict[tuple[str, str], Any]:
-        ev, out = self.evaluation, {}
-        for spec in ev.specs:
-            for name in ev.names:
-                for tta in (False, True):
-                    key = PredictionCache.key(spec.source, name, tta)
-                    if key in self.cache.labels:
-                        out[spec.key, name] = self.cache.labels[key]
-        return out
 
     def tune(self, dest: str | None = None) -> None:
         """Tune the first model's decoding on the QC set (no network), write the tuned model
@@ -362,7 +320,7 @@ class ModelQCWidget(DockWidget):
             self.show_error("run an evaluation first: tuning reuses its predictions")
             return
         spec = self.evaluation.specs[0]
-        tta = PredictionCache.key(spec.source, self.qc_set[0].name, True) in self.cache.maps
+        tta = self.evaluation_tta
         keys = [PredictionCache.key(spec.source, p.name, tta) for p in self.qc_set]
         maps = [self.cache.maps.get(k) for k in keys]
         scales = [self.cache.factors.get(k, 1.0) for k in keys]
@@ -383,7 +341,7 @@ class ModelQCWidget(DockWidget):
         config = self.evaluation.configs[0]
         self._mode = "tune"
         job = partial(
-            _tune_job, config, maps, scales, gts, metric, threshold, spec.source, dest, names
+            tune_job, config, maps, scales, gts, metric, threshold, spec.source, dest, names
         )
         self.start_job(job, busy_text="tuning the decoding...")
 

@@ -92,7 +92,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
         load_qc_set,
         model_specs,
     )
-    from ..core.qc.html_report import render_report
+    from ..core.qc.html_report import render_report, report_labels
     from ..core.qc.report import to_json
 
     if not 0.0 < args.threshold <= 1.0:
@@ -129,11 +129,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     ]
     document = {"threshold": f"{args.threshold:.2f}", "metric": args.metric, "models": models}
     write_text(out / "evaluation.json", to_json(document, indent=1) + "\n")
-    labels = {}
-    for spec in evaluation.specs:
-        for name in evaluation.names:
-            key = PredictionCache.key(spec.source, name, args.tta)
-            labels[spec.key, name] = cache.labels[key]
+    labels = report_labels(evaluation, cache, args.tta)
     history = _history(Path(args.model[0])) if args.checkpoints else None
     html_text = render_report(
         evaluation,

@@ -17,7 +17,14 @@ from ..models.builtin import BUILTIN_MODELS
 from ..predict.auto import AUTO
 from ..predict.loading import read_config
 from .compare import compare_models, disagreements, ranked_images
-from .evaluate import EVALUATION_COLUMNS, SUMMARY_COLUMNS, Evaluation, QCPair, row_key
+from .evaluate import (
+    EVALUATION_COLUMNS,
+    SUMMARY_COLUMNS,
+    Evaluation,
+    PredictionCache,
+    QCPair,
+    row_key,
+)
 from .pixel import ERROR_COLORS, error_map
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -140,6 +147,20 @@ def thumbnail(image: np.ndarray, gt: np.ndarray, labels: np.ndarray, threshold: 
     ax.imshow(rgb, interpolation="nearest")
     ax.axis("off")
     return _png(fig)
+
+
+def report_labels(
+    evaluation: Evaluation, cache: PredictionCache, tta: bool
+) -> dict[tuple[str, str], np.ndarray]:
+    """The labels :func:`render_report` draws: (model key, image name) -> the cached labels of
+    that evaluation (with or without TTA, as it ran); pairs not in the cache are left out."""
+    out = {}
+    for spec in evaluation.specs:
+        for name in evaluation.names:
+            key = PredictionCache.key(spec.source, name, tta)
+            if key in cache.labels:
+                out[spec.key, name] = cache.labels[key]
+    return out
 
 
 def render_report(
