@@ -119,6 +119,25 @@ def history(run: Path) -> dict:
     }
 
 
+def run_settings(kind: str, run: Path) -> dict:
+    """Epochs, steps per epoch and peak learning rate the run was trained with (its
+    ``config.json``; the kind's defaults for a run folder without one)."""
+    default = CONFIGS[kind]
+    saved = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    keys = ("epochs", "steps_per_epoch", "lr")
+    return {k: saved.get(k, getattr(default, k)) for k in keys}
+
+
+def train_command(kind: str, ran: dict) -> str:
+    """The training command, with the options that differ from the kind's defaults."""
+    default, command = CONFIGS[kind], f"python scripts/train_builtin_v2.py --kind {kind} --out RUN"
+    if ran["epochs"] != default.epochs:
+        command += f" --epochs {ran['epochs']}"
+    if ran["lr"] != default.lr:
+        command += f" --lr {ran['lr']:g}"
+    return command
+
+
 def table(card: dict) -> str:
     lines = ["| split | images | " + " | ".join(f"τ {t}" for t in TAUS) + " |"]
     lines.append("| --- | ---: |" + " ---: |" * len(TAUS))
@@ -143,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, help="wall time of the training, for the card")
     args = p.parse_args(argv)
     dataset, name = DATASET[args.kind], args.out.stem.replace("_", "-")
+    ran = run_settings(args.kind, args.run)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         val = split_folder(dataset, "val", tmp)
@@ -162,14 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                 for part in ("train", "val", "test")
             },
             "training": {
-                "command": f"python scripts/train_builtin_v2.py --kind {args.kind} --out RUN",
+                "command": train_command(args.kind, ran),
                 "finish": f"python scripts/finish_builtin_v2.py --kind {args.kind} --run RUN "
                 f"--out {shown}",
-                "config": {
-                    "epochs": CONFIGS[args.kind].epochs,
-                    "steps_per_epoch": CONFIGS[args.kind].steps_per_epoch,
-                    "lr": CONFIGS[args.kind].lr,
-                },
+                "config": {k: ran[k] for k in ("epochs", "steps_per_epoch", "lr")},
                 **history(args.run),
                 "wall_minutes": args.minutes,
                 "checkpoint": args.checkpoint,
