@@ -124,8 +124,7 @@ def run_settings(kind: str, run: Path) -> dict:
     ``config.json``; the kind's defaults for a run folder without one)."""
     default = CONFIGS[kind]
     saved = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    keys = ("epochs", "steps_per_epoch", "lr")
-    return {k: saved.get(k, getattr(default, k)) for k in keys}
+    return {k: saved.get(k, getattr(default, k)) for k in ("epochs", "steps_per_epoch", "lr")}
 
 
 def train_command(kind: str, ran: dict) -> str:
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 "command": train_command(args.kind, ran),
                 "finish": f"python scripts/finish_builtin_v2.py --kind {args.kind} --run RUN "
                 f"--out {shown}",
-                "config": {k: ran[k] for k in ("epochs", "steps_per_epoch", "lr")},
+                "config": ran,
                 **history(args.run),
                 "wall_minutes": args.minutes,
                 "checkpoint": args.checkpoint,

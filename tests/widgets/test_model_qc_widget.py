@@ -136,7 +136,7 @@ def test_layers_report_and_tuning_follow_the_last_run_tta(qtbot, dock, sample_pa
     spec = dock.evaluation.specs[0]
     plain, flipped = (PredictionCache.key(spec.source, "crop gt", t) for t in (False, True))
     assert plain in dock.cache.labels and flipped in dock.cache.labels
-    shown = report_labels(dock.evaluation, dock.cache, dock.evaluation_tta)
+    shown = report_labels(dock.evaluation, dock.cache)
     assert shown["nuclei", "crop gt"] is dock.cache.labels[plain]
     dock.open_image("nuclei", "crop gt")
     assert np.array_equal(dock.viewer.layers["crop gt nuclei"].data, dock.cache.labels[plain])

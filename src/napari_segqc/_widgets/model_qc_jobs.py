@@ -15,7 +15,7 @@ def evaluate_job(specs, load_set, threshold, tta, device_name, cache):
     evaluation = yield from iter_evaluate(
         specs, qc_set, threshold=threshold, tta=tta, device=pick_device(device_name), cache=cache
     )
-    return qc_set, evaluation, tta
+    return qc_set, evaluation
 
 
 def tune_job(config, maps, scales, gts, metric, threshold, source, dest, qc_names):

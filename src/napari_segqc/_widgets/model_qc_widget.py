@@ -50,7 +50,6 @@ class ModelQCWidget(DockWidget):
         super().__init__(napari_viewer)
         self.cache = PredictionCache()
         self.evaluation = None
-        self.evaluation_tta = False  # whether the shown evaluation ran with flip TTA
         self.qc_set: list[QCPair] = []
         self._pairs: list[tuple[Image, Labels]] = []
         self._mode = "evaluate"
@@ -189,6 +188,12 @@ class ModelQCWidget(DockWidget):
                 raise SegQCError(f"{p.name}: need a 2-D image and labels of the same size")
         return lambda: pairs
 
+    @property
+    def evaluation_tta(self) -> bool:
+        """Whether the shown evaluation ran with flip TTA (what opening, the report and tuning
+        use, whatever else the cache holds)."""
+        return self.evaluation is not None and self.evaluation.tta
+
     # --- evaluation -----------------------------------------------------------------------
     def prepare(self):
         from ..core.qc.evaluate import model_specs
@@ -220,7 +225,7 @@ class ModelQCWidget(DockWidget):
     def on_returned(self, result) -> None:
         if self._mode == "tune":
             return self._on_tuned(result)
-        self.qc_set, self.evaluation, self.evaluation_tta = result
+        self.qc_set, self.evaluation = result
         self._fill_table()
         self._replot()
         self.export_button.enabled = self.tune_button.enabled = True
@@ -261,7 +266,7 @@ class ModelQCWidget(DockWidget):
         pair = next((p for p in self.qc_set if p.name == image), None)
         if pair is None or self.evaluation is None:
             return
-        tta = self.evaluation_tta
+        tta = self.evaluation.tta
         layers = [
             (pair.image, {"name": image}, "image"),
             (pair.gt, {"name": f"{image} ground truth", "opacity": 0.5}, "labels"),
@@ -309,7 +314,7 @@ class ModelQCWidget(DockWidget):
             )
             if not path:
                 return
-        labels = report_labels(self.evaluation, self.cache, self.evaluation_tta)
+        labels = report_labels(self.evaluation, self.cache)
         text = render_report(self.evaluation, self.qc_set, labels, metric=self.metric.value)
         self.show_info(f"SegQC: report written to {write_text(path, text)}")
 
@@ -320,7 +325,7 @@ class ModelQCWidget(DockWidget):
             self.show_error("run an evaluation first: tuning reuses its predictions")
             return
         spec = self.evaluation.specs[0]
-        tta = self.evaluation_tta
+        tta = self.evaluation.tta
         keys = [PredictionCache.key(spec.source, p.name, tta) for p in self.qc_set]
         maps = [self.cache.maps.get(k) for k in keys]
         scales = [self.cache.factors.get(k, 1.0) for k in keys]

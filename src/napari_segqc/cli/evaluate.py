@@ -129,7 +129,7 @@ def run_evaluate_command(args: argparse.Namespace) -> int:
     ]
     document = {"threshold": f"{args.threshold:.2f}", "metric": args.metric, "models": models}
     write_text(out / "evaluation.json", to_json(document, indent=1) + "\n")
-    labels = report_labels(evaluation, cache, args.tta)
+    labels = report_labels(evaluation, cache)
     history = _history(Path(args.model[0])) if args.checkpoints else None
     html_text = render_report(
         evaluation,

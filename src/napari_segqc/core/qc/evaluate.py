@@ -173,6 +173,7 @@ class Evaluation:
     reports: list[dict[str, Any]]  # dataset_report per spec, in the order of specs
     seconds: list[float]
     configs: list[Any]  # each model's TrainConfig (decoding settings, model card)
+    tta: bool = False  # whether the predictions were made with flip TTA
 
     def summary_rows(self, metric: str = "accuracy") -> list[dict[str, Any]]:
         """One row per model or checkpoint (counts summed over images); ``best`` is 1 on the
@@ -290,7 +291,7 @@ def iter_evaluate(
         reports.append(dataset_report(entries))
         configs.append(config)
     names = [p.name for p in qc_set]
-    return Evaluation(list(specs), names, threshold, rows, reports, seconds, configs)
+    return Evaluation(list(specs), names, threshold, rows, reports, seconds, configs, tta)
 
 
 def _remote(runner: Runner | None, specs, qc_set, tta: bool, cache: PredictionCache):

@@ -150,14 +150,14 @@ def thumbnail(image: np.ndarray, gt: np.ndarray, labels: np.ndarray, threshold: 
 
 
 def report_labels(
-    evaluation: Evaluation, cache: PredictionCache, tta: bool
+    evaluation: Evaluation, cache: PredictionCache
 ) -> dict[tuple[str, str], np.ndarray]:
     """The labels :func:`render_report` draws: (model key, image name) -> the cached labels of
     that evaluation (with or without TTA, as it ran); pairs not in the cache are left out."""
     out = {}
     for spec in evaluation.specs:
         for name in evaluation.names:
-            key = PredictionCache.key(spec.source, name, tta)
+            key = PredictionCache.key(spec.source, name, evaluation.tta)
             if key in cache.labels:
                 out[spec.key, name] = cache.labels[key]
     return out
